@@ -65,7 +65,7 @@ async def request(
     json_body: Any = None,
     data: Any = None,
     auth: aiohttp.BasicAuth | None = None,
-    timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
+    timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - passed to aiohttp
 ) -> Response:
     """Send one request; raise CarrierError for outages and CarrierAuthError for 401/403."""
     try:
@@ -75,7 +75,7 @@ async def request(
         ) as resp:
             body = await resp.read()
             result = Response(resp.status, dict(resp.headers), body)
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         raise CarrierError(carrier, f"network error: {type(exc).__name__}") from exc
     if result.status in (401, 403):
         raise CarrierAuthError(carrier, f"credentials refused (HTTP {result.status})",

@@ -1,0 +1,194 @@
+"""`shipmate` command line: web, worker, demo, import-orders, outbox tools, check-config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiohttp import web
+
+from bot import config
+from bot.config import ConfigError, Settings
+from bot.orders import ValidationError, validate_order
+from bot.services import Services
+from bot.web import create_app
+from bot.worker import install_signal_handlers, run_worker
+
+log = logging.getLogger("shipmate")
+DEMO_SPEED = 120.0  # demo parcels: one real minute is two journey hours
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return config.load(**overrides)
+    except ConfigError as exc:
+        print(f"shipmate: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+async def _serve(services: Services, app: web.Application, stop: asyncio.Event) -> None:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, services.settings.host, services.settings.port)
+    await site.start()
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+async def _web(settings: Settings) -> None:
+    config.require_for_web(settings)
+    services = await Services.create(settings)
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
+    log.info("web listening on %s:%s", settings.host, settings.port)
+    try:
+        await _serve(services, create_app(services), stop)
+    finally:
+        await services.close()
+
+
+async def _worker(settings: Settings) -> None:
+    services = await Services.create(settings)
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
+    log.info("worker started")
+    try:
+        await run_worker(services, stop)
+    finally:
+        await services.close()
+
+
+async def _demo(settings: Settings) -> None:
+    from bot.demo import PERSONAS, demo_orders
+
+    services = await Services.create(settings)
+    if services.store.embedded:
+        print("Using the embedded in-process store (no REDIS_URL set): data lives only as long "
+              "as this process.")
+    now = datetime.now(UTC)
+    for payload in demo_orders(now):
+        order = validate_order(payload, carriers=services.tracking.carriers,
+                               detect=services.tracking.detect, now=now)
+        await services.orders.upsert(order)
+    personas = [{"order": o, "name": c["name"], "phone": c["phone"], "locale": c["locale"]}
+                for o, c, _a, _s, _p in PERSONAS]
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
+    app = create_app(services, personas=personas)
+    url = f"http://localhost:{settings.port}/"
+    print(f"Shipmate demo: open {url} and chat as one of the seeded customers "
+          f"(or as a stranger). Ctrl+C stops it.")
+    for p in personas:
+        print(f"  {p['name']} ({p['locale']}): order {p['order']}, phone {p['phone']}")
+    try:
+        await asyncio.gather(_serve(services, app, stop), run_worker(services, stop))
+    finally:
+        await services.close()
+
+
+async def _import(settings: Settings, path: Path) -> int:
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"shipmate: cannot read {path}: {exc}", file=sys.stderr)
+        return 2
+    items = data if isinstance(data, list) else [data]
+    services = await Services.create(settings)
+    failed = 0
+    try:
+        now = datetime.now(UTC)
+        validated = []
+        for i, payload in enumerate(items):
+            try:
+                validated.append(validate_order(payload, carriers=services.tracking.carriers,
+                                                detect=services.tracking.detect, now=now))
+            except ValidationError as exc:
+                failed += 1
+                for e in exc.errors:
+                    print(f"order #{i} ({payload.get('id', '?') if isinstance(payload, dict) else '?'})"
+                          f": {e['field']}: {e['message']}", file=sys.stderr)
+        if failed:
+            print(f"shipmate: {failed} invalid order(s); nothing was imported", file=sys.stderr)
+            return 1
+        for order in validated:
+            _, created = await services.orders.upsert(order)
+            print(f"{'created' if created else 'updated'} {order.id}")
+    finally:
+        await services.close()
+    return 0
+
+
+async def _dead(settings: Settings, replay: str | None) -> int:
+    services = await Services.create(settings)
+    try:
+        if replay:
+            ok = await services.outbox.replay(replay)
+            print("replayed" if ok else f"no dead letter {replay}")
+            return 0 if ok else 1
+        for entry_id, fields in await services.outbox.dead_letters():
+            print(f"{entry_id}  {fields.get('address', '')}  code={fields.get('code', '')}  "
+                  f"{fields.get('error', '')}")
+    finally:
+        await services.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `shipmate` console script."""
+    parser = argparse.ArgumentParser(prog="shipmate", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("web", help="serve webhooks, the shop and agent APIs and health")
+    sub.add_parser("worker", help="process inbound messages and send the outbox")
+    demo = sub.add_parser("demo", help="everything in one process with the embedded store")
+    demo.add_argument("--port", type=int, default=None)
+    imp = sub.add_parser("import-orders", help="upsert orders from a JSON file (one or a list)")
+    imp.add_argument("file", type=Path)
+    dead = sub.add_parser("dead-letters", help="list dead-lettered outbound messages")
+    dead.add_argument("--replay", metavar="ENTRY_ID", help="put one back in the outbox")
+    sub.add_parser("check-config", help="validate the environment and exit")
+    args = parser.parse_args(argv)
+
+    if args.command == "demo":
+        overrides: dict[str, object] = {"demo_carrier": True, "webchat_impersonation": True}
+        if args.port:
+            overrides["port"] = args.port
+        if "DEMO_CARRIER_SPEED" not in os.environ:
+            overrides["demo_carrier_speed"] = DEMO_SPEED
+        settings = _settings(**overrides)
+    else:
+        settings = _settings()
+    _logging(settings.log_level)
+    if args.command == "check-config":
+        try:
+            config.require_for_web(settings)
+        except ConfigError as exc:
+            print(f"shipmate: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        print("configuration OK")
+        return
+    if args.command == "web":
+        try:
+            asyncio.run(_web(settings))
+        except ConfigError as exc:
+            print(f"shipmate: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+    elif args.command == "worker":
+        asyncio.run(_worker(settings))
+    elif args.command == "demo":
+        asyncio.run(_demo(settings))
+    elif args.command == "import-orders":
+        raise SystemExit(asyncio.run(_import(settings, args.file)))
+    elif args.command == "dead-letters":
+        raise SystemExit(asyncio.run(_dead(settings, args.replay)))
