@@ -196,25 +196,31 @@ class Engine:
 
     async def _start_turn(self, message: Message, customer: Customer) -> Turn:
         dialog = await self.store.get_json(self.k.dialog(customer.id)) or {}
-        orders = await self.orders.for_customer(customer.id)
-        conv = await self.store.hgetall(self.k.conversation(customer.id))
         detected = detect_language(message.text)
         if detected:
             await self.store.hset(self.k.conversation(customer.id), {"detected_locale": detected})
-        phone = customer.phone or (message.address.user if message.address.channel in (
+        locale, tz = await self._locale_and_zone(message.address, customer, text=message.text,
+                                                 hint=message.locale_hint, detected=detected)
+        limits = self.limits.get(message.address.channel, ChannelLimits())
+        return Turn(message, customer, locale, tz, dialog, limits)
+
+    async def _locale_and_zone(self, address: Address, customer: Customer, *, text: str = "",
+                               hint: str = "", detected: str = "") -> tuple[str, str]:
+        """The customer's language (DESIGN.md chain) and timezone."""
+        orders = await self.orders.for_customer(customer.id)
+        phone = customer.phone or (address.user if address.channel in (
             ChannelName.SMS, ChannelName.WHATSAPP) else "")
         locale = choose_locale(LocaleInputs(
             explicit=customer.locale, order_locale=next((o.locale for o in orders if o.locale), ""),
-            channel_hint=message.locale_hint, text=message.text, phone=phone,
-            default=self.settings.default_locale,
+            channel_hint=hint, text=text, phone=phone, default=self.settings.default_locale,
         ))
         if not detected and not customer.locale and locale == self.settings.default_locale:
-            locale = conv.get("detected_locale") or locale
+            remembered = await self.store.hget(self.k.conversation(customer.id), "detected_locale")
+            locale = remembered or locale
         current_locale.set(locale)
         tz = customer.timezone or next((o.timezone for o in orders if o.timezone), "") \
             or _phone_zone(phone) or self.settings.default_timezone
-        limits = self.limits.get(message.address.channel, ChannelLimits())
-        return Turn(message, customer, locale, tz, dialog, limits)
+        return locale, tz
 
     # ------------------------------------------------------------------ replies
     def _reply(self, turn: Turn, template: str, buttons: list[tuple[str, str, str]] = (),
@@ -319,6 +325,7 @@ class Engine:
         if owner is not None:
             await self.orders.link(turn.message.address, owner)
             turn.customer = owner
+            turn.locale, turn.tz = await self._locale_and_zone(turn.message.address, owner)
         await self._show_order(turn, order, full=True)
 
     async def _list_orders(self, turn: Turn, intent: Intent) -> None:
@@ -498,9 +505,7 @@ class Engine:
     async def agent_reply(self, cid: str, agent: str, text: str, *, idem: str) -> OutboundMessage:
         """Deliver an agent's message in the customer's channel (the agent must own it)."""
         await self.handoff.require_agent(cid, agent)
-        address = await self._last_address(cid)
-        customer = await self.orders.customer(cid)
-        locale = (customer.locale if customer else "") or self.settings.default_locale
+        address, locale, _tz = await self._reach(cid)
         body = self.i18n.render("agent_reply", locale, address.channel.value, agent=agent, text=text)
         out = OutboundMessage(idem=idem, address=address, text=body, customer_id=cid, kind="agent",
                               template="agent_reply", locale=locale)
@@ -512,9 +517,7 @@ class Engine:
     async def hand_back(self, cid: str, agent: str, *, idem: str) -> None:
         """Return the conversation to the bot and tell the customer."""
         await self.handoff.release(cid, agent)
-        address = await self._last_address(cid)
-        customer = await self.orders.customer(cid)
-        locale = (customer.locale if customer else "") or self.settings.default_locale
+        address, locale, _tz = await self._reach(cid)
         body = self.i18n.render("handoff_returned", locale, address.channel.value, agent=agent)
         await self.outbox.enqueue(OutboundMessage(idem=idem, address=address, text=body,
                                                   customer_id=cid, kind="reply",
@@ -522,11 +525,15 @@ class Engine:
         await self.history.add(cid, direction="outbound", sender="bot", text=body,
                                channel=address.channel.value, ref=idem)
 
-    async def _last_address(self, cid: str) -> Address:
+    async def _reach(self, cid: str) -> tuple[Address, str, str]:
+        """Where the customer last wrote from, and their language and timezone."""
         raw = await self.store.hget(self.k.conversation(cid), "address")
-        if not raw:
+        customer = await self.orders.customer(cid)
+        if not raw or customer is None:
             raise LookupError(f"conversation {cid} has no address yet")
-        return Address.parse(raw)
+        address = Address.parse(raw)
+        locale, tz = await self._locale_and_zone(address, customer)
+        return address, locale, tz
 
 
 def _coarse(view: ShipmentView) -> str:

@@ -7,7 +7,6 @@ sees the winner. While the owner is not the bot, the bot stays silent.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -70,7 +69,9 @@ class Handoff:
                 "reason": reason, "channel": channel, "created_at": now.isoformat(),
                 "agent": None, "claimed_at": None,
             })
-            await self.store.zadd(self.k.handoff_queue(), {cid: now.timestamp()})
+            # a sequence, not the clock, orders the queue: two escalations in one tick stay FIFO
+            seq = await self.store.incr(self.k.handoff_sequence())
+            await self.store.zadd(self.k.handoff_queue(), {cid: seq})
         rank = await self.store.zrank(self.k.handoff_queue(), cid)
         on_shift = await self.on_shift(now)
         return Escalation(done, (rank + 1) if rank is not None else 0, on_shift,
@@ -114,11 +115,10 @@ class Handoff:
     async def queue(self) -> list[dict]:
         """Waiting conversations, oldest first."""
         out = []
-        for cid, score in await self.store.zrange_with_scores(self.k.handoff_queue()):
+        for cid, _seq in await self.store.zrange_with_scores(self.k.handoff_queue()):
             doc = await self.store.get_json(self.k.handoff(cid)) or {}
-            out.append({"conversation_id": cid, "waiting_since": datetime.fromtimestamp(
-                score, UTC).isoformat(), "reason": doc.get("reason", ""),
-                "channel": doc.get("channel", "")})
+            out.append({"conversation_id": cid, "waiting_since": doc.get("created_at", ""),
+                        "reason": doc.get("reason", ""), "channel": doc.get("channel", "")})
         return out
 
     async def details(self, cid: str) -> dict:
@@ -165,7 +165,3 @@ class Handoff:
                 return opening
         return local
 
-
-def handoff_json(doc: dict) -> str:
-    """Compact JSON for logs/API."""
-    return json.dumps(doc, separators=(",", ":"))

@@ -154,6 +154,7 @@ class Order:
     country: str = ""
     shipments: list[ShipmentRef] = field(default_factory=list)
     promised_delivery_date: str = ""  # ISO date
+    link_token: str = ""  # Telegram deep-link token (t.me/<bot>?start=<token>)
     created_at: str = ""
     updated_at: str = ""
 

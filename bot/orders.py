@@ -236,6 +236,7 @@ class Orders:
         order.customer_id = customer.id
         if previous:
             order.created_at = previous.created_at
+            order.link_token = previous.link_token
             if _same(previous, order):
                 order.updated_at = previous.updated_at
         await self.save_customer(customer)
@@ -253,17 +254,15 @@ class Orders:
         return order, previous is None
 
     async def link_token(self, order_id: str) -> str:
-        """A token for a Telegram deep link (t.me/<bot>?start=<token>) that links a chat to
-        this order's customer; stable per order."""
-        key = self.k.order(order_id)
-        doc = await self.store.get_json(key) or {}
-        token = doc.get("link_token")
-        if not token:
-            token = secrets.token_urlsafe(12)
-            doc["link_token"] = token
-            await self.store.set_json(key, doc)
-        await self.store.set_str(self.k.link_token(token), order_id)
-        return token
+        """The order's Telegram deep-link token (t.me/<bot>?start=<token>), made once."""
+        order = await self.get(order_id)
+        if order is None:
+            raise LookupError(order_id)
+        if not order.link_token:
+            order.link_token = secrets.token_urlsafe(12)
+            await self.store.set_json(self.k.order(order.id), order.to_dict())
+        await self.store.set_str(self.k.link_token(order.link_token), order.id)
+        return order.link_token
 
     async def for_customer(self, cid: str) -> list[Order]:
         """The customer's orders, newest first."""

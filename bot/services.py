@@ -81,7 +81,7 @@ class Services:
         handoff = Handoff(store, settings.business_hours, clock=clock,
                           conversation_ttl=settings.conversation_ttl)
         history = History(store, settings.history_ttl)
-        webchat = WebchatChannel(store)
+        webchat = WebchatChannel(store, clock)
         channels: dict[ChannelName, Channel] = {ChannelName.WEBCHAT: webchat}
         channels.update(extra_channels or {})
         outbox = Outbox(store, channels)

@@ -110,6 +110,9 @@ class Keys:
     def handoff_queue(self) -> str:
         return self._k("handoff", "queue")
 
+    def handoff_sequence(self) -> str:
+        return self._k("handoff", "seq")
+
     def agents_on_shift(self) -> str:
         return self._k("handoff", "agents")
 
@@ -348,6 +351,10 @@ class Store:
     async def count_in_window(self, key: str, window: int) -> int:
         """Increment a counter that resets `window` seconds after its first increment."""
         return int(await self._count(keys=[key], args=[window]))
+
+    async def incr(self, key: str) -> int:
+        """Atomic counter (sequence numbers)."""
+        return int(await self.r.incr(key))
 
     async def get_count(self, key: str) -> int:
         raw = await self.r.get(key)

@@ -81,3 +81,22 @@ async def chat_factory(services: Services):  # type: ignore[no-untyped-def]
         return await Chat.open(services, phone)
     return open_chat
 
+
+
+@pytest.fixture
+async def client(services: Services):  # type: ignore[no-untyped-def]
+    """An HTTP client for the web app (shop API, agent API, web chat) on a real socket."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from bot.web import create_app
+
+    async with TestClient(TestServer(create_app(services))) as c:
+        yield c
+
+
+def shop_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {SHOP_KEY}"}
+
+
+def agent_headers(name: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {AGENT_TOKENS[name]}"}

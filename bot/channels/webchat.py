@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from bot.channels import ChannelLimits, Receipt
@@ -18,9 +19,10 @@ class WebchatChannel:
     name = ChannelName.WEBCHAT
     limits = ChannelLimits(max_text=4096, max_buttons=6, per_second=100.0)
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, clock: Callable[[], datetime] | None = None) -> None:
         self.store = store
         self.k = store.keys
+        self.clock = clock or (lambda: datetime.now(UTC))
 
     async def open_session(self, phone: str = "") -> str:
         """A new chat session; `phone` (demo impersonation only) is recorded with it."""
@@ -37,7 +39,7 @@ class WebchatChannel:
         """A web chat post as a Message."""
         return Message(
             address=Address(ChannelName.WEBCHAT, session), text=text,
-            provider_id=message_id or uuid.uuid4().hex, received_at=datetime.now(UTC),
+            provider_id=message_id or uuid.uuid4().hex, received_at=self.clock(),
             payload=payload, locale_hint=locale_hint,
         )
 
@@ -47,7 +49,7 @@ class WebchatChannel:
         await self.store.rpush_json(self.k.webchat_inbox(message.address.user), {
             "id": provider_id, "idem": message.idem, "kind": message.kind, "text": message.text,
             "buttons": [{"payload": b.payload, "label": b.label} for b in message.buttons],
-            "at": datetime.now(UTC).isoformat(),
+            "at": self.clock().isoformat(),
         }, ttl=INBOX_TTL)
         return Receipt(provider_id, "delivered")
 

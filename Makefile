@@ -1,0 +1,24 @@
+# Shipmate developer commands. `make demo` and `make test` work on a fresh machine with
+# Python 3.11+: they create .venv and install the project into it on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench-tracking bench-notify clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/shipmate demo
+
+test: $(STAMP)
+	$(BIN)/ruff check bot carriers tests
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
