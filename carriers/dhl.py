@@ -81,13 +81,15 @@ COUNTRY_ZONES: Mapping[str, str] = {
     "GB": "Europe/London", "GR": "Europe/Athens", "HK": "Asia/Hong_Kong", "HR": "Europe/Zagreb",
     "HU": "Europe/Budapest", "IE": "Europe/Dublin", "IL": "Asia/Jerusalem", "IN": "Asia/Kolkata",
     "IS": "Atlantic/Reykjavik", "IT": "Europe/Rome", "JP": "Asia/Tokyo", "KR": "Asia/Seoul",
-    "LT": "Europe/Vilnius", "LU": "Europe/Luxembourg", "LV": "Europe/Riga", "MA": "Africa/Casablanca",
+    "LT": "Europe/Vilnius", "LU": "Europe/Luxembourg", "LV": "Europe/Riga",
+    "MA": "Africa/Casablanca",
     "MT": "Europe/Malta", "MY": "Asia/Kuala_Lumpur", "NL": "Europe/Amsterdam",
     "NO": "Europe/Oslo", "NZ": "Pacific/Auckland", "PH": "Asia/Manila", "PL": "Europe/Warsaw",
     "PT": "Europe/Lisbon", "QA": "Asia/Qatar", "RO": "Europe/Bucharest", "RS": "Europe/Belgrade",
     "SA": "Asia/Riyadh", "SE": "Europe/Stockholm", "SG": "Asia/Singapore", "SI": "Europe/Ljubljana",
     "SK": "Europe/Bratislava", "TH": "Asia/Bangkok", "TR": "Europe/Istanbul", "TW": "Asia/Taipei",
-    "UA": "Europe/Kyiv", "UK": "Europe/London", "VN": "Asia/Ho_Chi_Minh", "ZA": "Africa/Johannesburg",
+    "UA": "Europe/Kyiv", "UK": "Europe/London", "VN": "Asia/Ho_Chi_Minh",
+    "ZA": "Africa/Johannesburg",
 }
 
 BASE_STATUS: Mapping[str, Status] = {
@@ -104,7 +106,7 @@ MOVING_RULES: tuple[tuple[str, Status, Reason], ...] = (
     (RETURN, Status.RETURN_TO_SENDER, Reason.NONE),
     (r"out for delivery|with delivery courier|loaded onto the delivery vehicle"
      r"|in zustellung", Status.OUT_FOR_DELIVERY, Reason.NONE),
-    (r"ready for (?:pick ?up|collection)|available for (?:pick ?up|collection)"
+    (r"ready for (?:pick[- ]?up|collection)|available for (?:pick[- ]?up|collection)"
      r"|awaiting collection|can be picked up|zur abholung", Status.READY_FOR_PICKUP, Reason.NONE),
     (r"weather", Status.DELAYED, Reason.WEATHER_DELAY),
     (r"\bdelay", Status.DELAYED, Reason.OPERATIONAL_DELAY),
@@ -352,7 +354,8 @@ def _freshness(snap: TrackingSnapshot) -> datetime:
     return snap.events[-1].timestamp if snap.events else datetime.min.replace(tzinfo=UTC)
 
 
-def _eta(shipment: Mapping[str, Any], zone: tzinfo | None) -> tuple[datetime | None, datetime | None]:
+def _eta(shipment: Mapping[str, Any],
+         zone: tzinfo | None) -> tuple[datetime | None, datetime | None]:
     frame = shipment.get("estimatedDeliveryTimeFrame")
     if isinstance(frame, dict):
         start = _when(frame.get("estimatedFrom"), zone)
@@ -388,7 +391,9 @@ def _is_date(value: Any) -> bool:
 
 def _country(place: Any) -> str:
     address = place.get("address") if isinstance(place, dict) else None
-    code = str(address.get("countryCode") or "").strip().upper() if isinstance(address, dict) else ""
+    if not isinstance(address, dict):
+        return ""
+    code = str(address.get("countryCode") or "").strip().upper()
     return code if re.fullmatch(r"[A-Z]{2}", code) else ""
 
 
@@ -475,7 +480,7 @@ class DhlCarrier:
         self._pace = asyncio.Lock()
 
     def recognizes(self, number: str) -> bool:
-        """Express waybills, Parcel DE piece codes, JJD/JVGL, eCommerce GM, Post DE S10, Parcel NL."""
+        """Express waybills, Parcel DE codes, JJD/JVGL, eCommerce GM, Post DE S10, Parcel NL."""
         return bool(_NUMBER.fullmatch(number))
 
     async def track(self, numbers: NumberList) -> TrackingReport:

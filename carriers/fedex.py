@@ -82,8 +82,8 @@ _REASON_RULES: tuple[tuple[tuple[str, ...], Reason], ...] = (
 )
 
 
-def _customs(code: str, delay_type: str, text: str, location_type: str) -> tuple[CustomsStage,
-                                                                                  Reason]:
+def _customs(code: str, delay_type: str, text: str,
+             location_type: str) -> tuple[CustomsStage, Reason]:
     """Customs stage from scan code, delayDetail.type=CLEARANCE, reason texts, location type."""
     if code == "CC":  # cleared customs
         return CustomsStage.RELEASED, Reason.NONE
@@ -155,15 +155,12 @@ def _whole_day(start: datetime) -> tuple[datetime, datetime]:
     return start, start.replace(hour=23, minute=59, second=59, microsecond=0)
 
 
-def _eta(result: Mapping[str, Any], fallback: tzinfo | None) -> tuple[datetime | None,
-                                                                      datetime | None]:
+def _eta(result: Mapping[str, Any],
+         fallback: tzinfo | None) -> tuple[datetime | None, datetime | None]:
     window = ((result.get("estimatedDeliveryTimeWindow") or {}).get("window")) or {}
-    begins, _ = _iso(window.get("begins"), None)
-    ends, _ = _iso(window.get("ends"), None)
-    # A window half without an offset takes its partner's (the spec's own example does this).
-    if window.get("begins") and window.get("ends"):
-        begins, _ = _iso(window["begins"], _aware_zone(window["ends"]) or fallback)
-        ends, _ = _iso(window["ends"], _aware_zone(window["begins"]) or fallback)
+    # A window half without an offset takes its partner's (the spec's own example has one).
+    begins, _ = _iso(window.get("begins"), _aware_zone(window.get("ends")) or fallback)
+    ends, _ = _iso(window.get("ends"), _aware_zone(window.get("begins")) or fallback)
     if begins is not None:
         return begins, ends
     by_type = {str(d.get("type") or "").upper(): d.get("dateTime")
@@ -177,7 +174,7 @@ def _eta(result: Mapping[str, Any], fallback: tzinfo | None) -> tuple[datetime |
 
 def _aware_zone(value: Any) -> tzinfo | None:
     try:
-        return datetime.fromisoformat(str(value).strip()).tzinfo
+        return datetime.fromisoformat(str(value or "").strip()).tzinfo
     except ValueError:
         return None
 

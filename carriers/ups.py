@@ -193,7 +193,7 @@ _EXCEPTION_RULES: tuple[tuple[tuple[str, ...], Status, Reason], ...] = (
     (("damage",), Status.ON_HOLD, Reason.DAMAGED),
     (("lost", "unable to locate", "cannot be located"), Status.ON_HOLD, Reason.LOST),
     (("attempt",), Status.DELIVERY_FAILED, Reason.UNKNOWN),
-    (("delay", "late", "reschedul", "missed"), Status.DELAYED, Reason.OPERATIONAL_DELAY),
+    (("delay", " late", "reschedul", "missed"), Status.DELAYED, Reason.OPERATIONAL_DELAY),
 )
 _CUSTOMS_HOLDS = frozenset({CustomsStage.HELD, CustomsStage.DUTIES_DUE, CustomsStage.INFO_REQUIRED})
 
@@ -258,7 +258,7 @@ def classify(kind: str, code: str = "", status_code: str = "",
         return Status.ON_HOLD, Reason.UNKNOWN, customs
     if kind == "U":
         # "U" is a new delivery date, which may be earlier: a delay only when the text says so.
-        if any(word in low for word in ("delay", "late", "reschedul", "weather")):
+        if any(word in low for word in ("delay", " late", "reschedul", "weather")):
             reason = Reason.WEATHER_DELAY if "weather" in low else Reason.OPERATIONAL_DELAY
             return Status.DELAYED, reason, customs
         return Status.IN_TRANSIT, Reason.NONE, customs

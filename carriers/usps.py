@@ -115,7 +115,7 @@ EVENT_CODES: Mapping[str, tuple[Status, Reason]] = {
 TEXT_RULES: tuple[tuple[str, Status, Reason], ...] = (
     (r"out for delivery", Status.OUT_FOR_DELIVERY, Reason.NONE),
     (r"return(?:ed)? to sender|being returned", Status.RETURN_TO_SENDER, Reason.NONE),
-    (r"available for pick ?up|ready for pick ?up|held at (?:the )?post office",
+    (r"available for pick[- ]?up|ready for pick[- ]?up|held at (?:the )?post office",
      Status.READY_FOR_PICKUP, Reason.NONE),
     (r"business (?:was )?closed", Status.DELIVERY_FAILED, Reason.BUSINESS_CLOSED),
     (r"refused", Status.DELIVERY_FAILED, Reason.CONSIGNEE_REFUSED),
@@ -187,7 +187,7 @@ _END_OF_DAY = clock_time(23, 59, 59)
 # --- pure parsing ---------------------------------------------------------------------------
 
 def parse(payload: Any, *, fetched_at: datetime) -> TrackingReport:
-    """Turn a Tracking 3.2 body (200 list, 207 multi-status, or one TrackingDetail) into a report."""
+    """Turn a Tracking 3.2 body (200 list, 207 multi-status or one TrackingDetail) into a report."""
     items = payload if isinstance(payload, list) else [payload]
     report = TrackingReport()
     for item in items:
@@ -273,7 +273,8 @@ def _event(raw: Mapping[str, Any]) -> TrackingEvent | None:
     if customs in _BLOCKING:
         reason = customs_reason
     state = str(raw.get("eventState") or "").upper()
-    place = " ".join(filter(None, [state, str(raw.get("eventZIPCode") or raw.get("eventZIP") or "")]))
+    zip_code = str(raw.get("eventZIPCode") or raw.get("eventZIP") or "")  # v3 said eventZIP
+    place = " ".join(filter(None, [state, zip_code]))
     country = str(raw.get("eventCountry") or "").strip().upper()
     if not re.fullmatch(r"[A-Z]{2}", country):
         country = "US" if state in STATE_ZONES else ""
@@ -537,7 +538,8 @@ class UspsCarrier:
         secret = self._credentials.get("webhook_secret")
         admin = self._credentials.get("admin_email")
         if len(secret) != WEBHOOK_SECRET_LENGTH:
-            raise ValueError(f"USPS_WEBHOOK_SECRET must be exactly {WEBHOOK_SECRET_LENGTH} characters")
+            raise ValueError(
+                f"USPS_WEBHOOK_SECRET must be exactly {WEBHOOK_SECRET_LENGTH} characters")
         if not admin:
             raise ValueError("USPS_ADMIN_EMAIL is required: USPS mails subscription warnings there")
         if len(callback_url) > 200:
@@ -559,17 +561,17 @@ class UspsCarrier:
 
     async def _authorized(self, method: str, url: str, body: Any) -> Response:
         """Call with the cached bearer token; on 401/403 fetch a fresh token and retry once."""
-        for attempt in (1, 2):
-            token = await self._tokens.get()
-            try:
-                return await request(self._session, NAME, method, url, json_body=body,
-                                     headers={"Authorization": f"Bearer {token}",
-                                              "Accept": "application/json"})
-            except CarrierAuthError:
-                if attempt == 2:
-                    raise
-                self._tokens.invalidate()
-        raise AssertionError("unreachable")
+        token = await self._tokens.get()  # a refused client secret is not retried
+        try:
+            return await self._send(method, url, body, token)
+        except CarrierAuthError:
+            self._tokens.invalidate()
+        return await self._send(method, url, body, await self._tokens.get())
+
+    async def _send(self, method: str, url: str, body: Any, token: str) -> Response:
+        return await request(self._session, NAME, method, url, json_body=body,
+                             headers={"Authorization": f"Bearer {token}",
+                                      "Accept": "application/json"})
 
     async def _fetch_token(self) -> tuple[str, float]:
         resp = await request(self._session, NAME, "POST", self._base + OAUTH_PATH, json_body={

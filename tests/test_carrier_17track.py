@@ -539,6 +539,20 @@ async def test_wrong_key_raises_auth_error(st: Any) -> None:
     assert len(fake.calls) == calls
 
 
+@pytest.mark.parametrize(("code", "error"), [
+    (-18010001, CarrierAuthError),  # IP address not in the allow-list
+    (-18010002, CarrierAuthError),  # invalid key
+    (-18010004, CarrierAuthError),  # account disabled
+    (-18010003, CarrierError),  # internal error, retry later
+])
+async def test_request_level_error_codes(st: Any, code: int, error: type[CarrierError]) -> None:
+    fake, carrier, *_ = st
+    fake.refuse(code)
+    with pytest.raises(CarrierError) as caught:
+        await carrier.track(["JP5123456789"])
+    assert type(caught.value) is error and str(code) in str(caught.value)
+
+
 async def test_rate_limit_carries_retry_after(st: Any) -> None:
     fake, carrier, *_ = st
     fake.add("JP5123456789", shipment("JP5123456789"))

@@ -9,7 +9,8 @@ error messages are illustrative; error codes are the documented ones.
 Supports: the `17token` header (401 otherwise), register / gettrackinfo with accepted and
 rejected entries (already registered, not registered, no info yet, invalid format, carrier not
 detected, quota exhausted), the 40-number limit, switchable failures (429 with Retry-After,
-5xx), request counting with batch sizes, and pushes signed with sha256(body + "/" + key).
+5xx, request-level error codes), request counting with batch sizes, and pushes signed with
+sha256(body + "/" + key).
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ class Fake17Track:
         self.undetectable: set[str] = set()  # register answers -18019903 for these
         self.calls: list[tuple[str, list[str]]] = []  # (endpoint, numbers) per request
         self._failures: list[tuple[int, str | None]] = []
+        self._refusals: list[tuple[int, int]] = []
         self.app = web.Application()
         self.app.router.add_post("/track/v2.2/register", self._register)
         self.app.router.add_post("/track/v2.2/gettrackinfo", self._gettrackinfo)
@@ -142,6 +144,10 @@ class Fake17Track:
     def fail(self, status: int, *, times: int = 1, retry_after: str | None = None) -> None:
         """Answer the next `times` requests with `status` (429 may carry Retry-After)."""
         self._failures.extend([(status, retry_after)] * times)
+
+    def refuse(self, code: int, *, status: int = 200) -> None:
+        """Answer the next request with a request-level error body `{code, data: {errors}}`."""
+        self._refusals.append((code, status))
 
     def count(self, endpoint: str) -> int:
         """How many requests reached an endpoint ("register", "gettrackinfo")."""
@@ -192,6 +198,9 @@ class Fake17Track:
         if self._failures:
             status, retry_after = self._failures.pop(0)
             return web.Response(status=status, headers={"Retry-After": retry_after} if retry_after else None)
+        if self._refusals:
+            code, status = self._refusals.pop(0)
+            return _request_error(code, "Request refused.", status=status)
         token = request.headers.get("17token", "")
         if not hmac.compare_digest(token.encode(), self.api_key.encode()):
             return _request_error(-18010002, "Invalid access key.", status=401)

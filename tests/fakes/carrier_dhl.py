@@ -44,7 +44,8 @@ def _place(country: str, locality: str, postal: str | None = None) -> dict[str, 
     return {"address": address}
 
 
-def _ev(timestamp: str, code: str, status: str, place: dict[str, Any], **extra: str) -> dict[str, Any]:
+def _ev(timestamp: str, code: str, status: str, place: dict[str, Any],
+        **extra: str) -> dict[str, Any]:
     return {"timestamp": timestamp, "location": place, "statusCode": code, "status": status,
             **extra}
 
@@ -329,7 +330,8 @@ def _subscription_problem(body: Any) -> str:
                                                                                "https://")):
         return "hook.uri must be a URL"
     auth = hook.get("authentication")
-    if auth is not None and (not isinstance(auth, dict) or auth.get("type") != "ApiKeyAuthentication"
+    if auth is not None and (not isinstance(auth, dict)
+                             or auth.get("type") != "ApiKeyAuthentication"
                              or not auth.get("header") or not auth.get("token")):
         return "hook.authentication must be ApiKeyAuthentication with header and token"
     if body.get("type") not in ("Shipment", "Account") or not body.get("service"):
