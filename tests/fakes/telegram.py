@@ -511,7 +511,9 @@ class FakeTelegram:
             "params": {},
         }
         try:
-            if not secrets.compare_digest(request.match_info["token"], self.token):
+            if not secrets.compare_digest(
+                request.match_info["token"].encode(), self.token.encode()
+            ):
                 raise TelegramError(401, "Unauthorized")
             method = self._method_name(request.match_info["method"])
             call["method"] = method
