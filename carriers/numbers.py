@@ -52,17 +52,11 @@ ADAPTERS: Mapping[tuple[str, str], str] = {
     ("s10", "US"): "usps",
 }
 
-# Window bounds in characters without spaces; the data's formats run from 10 (DHL Express,
-# LaserShip LX) to 41 (DHL eCommerce: prefix + 39). The test walk fails if a format outgrows them.
-_MIN_CHARS = 8
-_MAX_CHARS = 48
-
 _DASHES = re.compile(r"[\-\u2010-\u2015\u2212\u2043\ufe58\ufe63\uff0d]")
 _SEPARATORS = re.compile(r"[^0-9A-Z\s]+")
 _TOKEN = re.compile(r"[0-9A-Z]+")
 _SPACE_OR_DASH = re.compile(r"[\s\-\u2010-\u2015\u2212\u2043\ufe58\ufe63\uff0d]+")
 _EDGE_PUNCTUATION = re.compile(r"^[^0-9A-Z]+|[^0-9A-Z]+$")
-_NAMED_GROUP = re.compile(r"\(\?P<\w+>")
 
 
 # --- check-digit algorithms (named as in the data's validation.checksum.name) -----------------
@@ -162,7 +156,7 @@ class Candidate:
     courier_name: str
     service: str
     tracking_url: str
-    details: dict[str, str] = field(hash=False)
+    details: dict[str, str] = field(hash=False)  # groups; lookups as "<Group>.<field>"
     carrier: str
 
 
@@ -231,6 +225,7 @@ class _Format:
     partners: tuple[_Partner, ...]
     tracking_url: str
     literal_prefix: int
+    widths: tuple[int, int]  # shortest and longest number, in characters
     order: int
 
 
@@ -268,75 +263,77 @@ class _Match:
 # --- PCRE -> Python re --------------------------------------------------------------------------
 
 
-def _pythonize(pcre: str) -> str:
-    """Rewrite the data's PCRE for Python `re`: `(?<Name>` -> `(?P<Name>`; `-` as a separator."""
+def _class_end(pattern: str, start: int) -> int:
+    """Index just past the character class opening at `start` (a leading ']' is a member)."""
+    i = start + (2 if pattern.startswith("[^", start) else 1)
+    if pattern[i:i + 1] == "]":
+        i += 1
+    while pattern[i] != "]":
+        i += 2 if pattern[i] == "\\" else 1
+    return i + 1
+
+
+def _pythonize(pcre: str, *, dash_separates: bool = False) -> str:
+    """Rewrite the data's PCRE for Python `re`: `(?<Name>` -> `(?P<Name>`.
+
+    With `dash_separates`, a literal `-` (LaserShip's '…8127-1') becomes optional whitespace:
+    customers' dashes turn into spaces before matching, and numbers are kept without them.
+    """
     out: list[str] = []
-    i, in_class = 0, False
+    i = 0
     while i < len(pcre):
         char = pcre[i]
         if char == "\\":
             out.append(pcre[i:i + 2])
             i += 2
-            continue
-        if in_class:
-            in_class = char != "]"
         elif char == "[":
-            in_class = True
-            # a ']' right after '[' or '[^' is a literal member, not the end of the class
-            lead = 2 if pcre.startswith("[^", i) else 1
-            if pcre[i + lead:i + lead + 1] == "]":
-                out.append(pcre[i:i + lead + 1])
-                i += lead + 1
-                continue
+            end = _class_end(pcre, i)
+            out.append(pcre[i:end])
+            i = end
         elif pcre.startswith("(?<", i) and pcre[i + 3:i + 4] not in ("=", "!"):
             out.append("(?P<")
             i += 3
-            continue
-        elif char == "-":
-            # customers' dashes become spaces before matching, so a literal dash is a separator
-            out.append(r"\s*")
+        else:
+            out.append(r"\s*" if char == "-" and dash_separates else char)
             i += 1
-            continue
-        out.append(char)
-        i += 1
     return "".join(out)
 
 
 def _without_whitespace(pattern: str) -> str:
     """The pattern for numbers without spaces: drop `\\s*`, and `\\s` inside classes."""
     out: list[str] = []
-    i, in_class = 0, False
+    i = 0
     while i < len(pattern):
-        if pattern.startswith("\\s", i) and (in_class or pattern[i + 2:i + 3] == "*"):
-            i += 2 if in_class else 3
-            continue
-        char = pattern[i]
-        if char == "\\":
+        if pattern.startswith("\\s*", i):
+            i += 3
+        elif pattern[i] == "\\":
             out.append(pattern[i:i + 2])
             i += 2
-            continue
-        if in_class:
-            in_class = char != "]"
-        elif char == "[":
-            in_class = True
-        out.append(char)
-        i += 1
+        elif pattern[i] == "[":
+            end = _class_end(pattern, i)
+            while i < end:
+                step = 2 if pattern[i] == "\\" else 1
+                if pattern[i:i + step] != "\\s":
+                    out.append(pattern[i:i + step])
+                i += step
+        else:
+            out.append(pattern[i])
+            i += 1
     return "".join(out)
 
 
 def _group_close(pattern: str, start: int) -> tuple[int, bool]:
     """Index of the ')' closing the group at `start`, and whether it has a top-level '|'."""
-    depth, alternation, in_class, i = 0, False, False, start
+    depth, alternation, i = 0, False, start
     while i < len(pattern):
         char = pattern[i]
         if char == "\\":
             i += 2
             continue
-        if in_class:
-            in_class = char != "]"
-        elif char == "[":
-            in_class = True
-        elif char == "(":
+        if char == "[":
+            i = _class_end(pattern, i)
+            continue
+        if char == "(":
             depth += 1
         elif char == ")":
             depth -= 1
@@ -346,6 +343,73 @@ def _group_close(pattern: str, start: int) -> tuple[int, bool]:
             alternation = True
         i += 1
     raise ValueError(f"unbalanced group in {pattern!r}")
+
+
+_UNBOUNDED = 1 << 16
+_LOOKAROUNDS = ("(?=", "(?!", "(?<=", "(?<!")
+
+
+def _widths(pattern: str) -> tuple[int, int]:
+    """Shortest and longest string the pattern can match (lookarounds and \\b take none)."""
+
+    def alternation(i: int) -> tuple[int, int, int]:
+        low, high, i = sequence(i)
+        while i < len(pattern) and pattern[i] == "|":
+            more_low, more_high, i = sequence(i + 1)
+            low, high = min(low, more_low), max(high, more_high)
+        return low, high, i
+
+    def sequence(i: int) -> tuple[int, int, int]:
+        low = high = 0
+        while i < len(pattern) and pattern[i] not in "|)":
+            atom_low, atom_high, i = atom(i)
+            atom_low, atom_high, i = quantified(atom_low, atom_high, i)
+            low, high = low + atom_low, min(high + atom_high, _UNBOUNDED)
+        return low, high, i
+
+    def atom(i: int) -> tuple[int, int, int]:
+        char = pattern[i]
+        if char == "(":
+            zero = pattern.startswith(_LOOKAROUNDS, i)
+            if zero:
+                i += 3 if pattern[i + 2] in "=!" else 4
+            elif pattern.startswith("(?P<", i):
+                i = pattern.index(">", i) + 1
+            else:
+                i += 3 if pattern.startswith("(?:", i) else 1
+            low, high, i = alternation(i)
+            return (0, 0, i + 1) if zero else (low, high, i + 1)
+        if char == "[":
+            return 1, 1, _class_end(pattern, i)
+        if char == "\\":
+            return (0, 0, i + 2) if pattern[i + 1] in "bBAZ" else (1, 1, i + 2)
+        if char in "^$":
+            return 0, 0, i + 1
+        return 1, 1, i + 1
+
+    def quantified(low: int, high: int, i: int) -> tuple[int, int, int]:
+        if i >= len(pattern):
+            return low, high, i
+        char = pattern[i]
+        if char in "?*+":
+            low, high = (low if char == "+" else 0), (high if char == "?" else _UNBOUNDED)
+            i += 1
+        elif char == "{" and re.match(r"\{\d*(,\d*)?\}", pattern[i:]):
+            end = pattern.index("}", i)
+            least, _, most = pattern[i + 1:end].partition(",")
+            times_low = int(least or 0)
+            times_high = times_low if "," not in pattern[i:end] else int(most or _UNBOUNDED)
+            low, high, i = low * times_low, min(high * times_high, _UNBOUNDED), end + 1
+        else:
+            return low, high, i
+        if pattern[i:i + 1] in ("?", "+"):  # lazy or possessive
+            i += 1
+        return low, high, i
+
+    low, high, end = alternation(0)
+    if end != len(pattern):
+        raise ValueError(f"cannot measure {pattern!r}")
+    return low, high
 
 
 def _optional_at(pattern: str, index: int) -> bool:
@@ -363,7 +427,7 @@ def _literal_prefix(pattern: str) -> int:
         elif pattern.startswith(r"\b", i):
             i += 2
         elif pattern[i] == "(":
-            if pattern.startswith(("(?=", "(?!", "(?<=", "(?<!"), i):
+            if pattern.startswith(_LOOKAROUNDS, i):
                 break
             close, alternation = _group_close(pattern, i)
             if alternation or _optional_at(pattern, close + 1):
@@ -416,7 +480,7 @@ def _conditions(items: Sequence[Mapping[str, Any]]) -> tuple[_Condition, ...]:
 def _compile_format(courier: Mapping[str, Any], spec: Mapping[str, Any], order: int) -> _Format:
     regex = spec["regex"]
     source = "".join(regex) if isinstance(regex, list) else str(regex)
-    pattern = _pythonize(source)
+    pattern = _pythonize(source, dash_separates=True)
     where = f"{courier['courier_code']}/{spec['name']}"
     try:
         compiled = re.compile(pattern)
@@ -473,6 +537,7 @@ def _compile_format(courier: Mapping[str, Any], spec: Mapping[str, Any], order: 
         partners=partners,
         tracking_url=_text(spec.get("tracking_url")),
         literal_prefix=_literal_prefix(_without_whitespace(pattern)),
+        widths=_widths(_without_whitespace(pattern)),
         order=order,
     )
 
@@ -490,8 +555,8 @@ def normalize(text: str) -> str:
     return _EDGE_PUNCTUATION.sub("", compact)
 
 
-def _windows(tokens: Sequence[_Token]) -> Iterator[tuple[int, int]]:
-    """Runs of space-separated tokens that could hold one number.
+def _windows(tokens: Sequence[_Token], shortest: int, longest: int) -> Iterator[tuple[int, int]]:
+    """Runs of space-separated tokens that could hold one number of `shortest`..`longest` chars.
 
     Words are not numbers: a run may not contain a letters-only token of five or more
     letters, and one of three or four letters only as its first token (TBA, JJD, GFUS).
@@ -506,9 +571,9 @@ def _windows(tokens: Sequence[_Token]) -> Iterator[tuple[int, int]]:
                 break
             chars += len(current.text)
             digits = digits or not current.letters_only
-            if chars > _MAX_CHARS:
+            if chars > longest:
                 break
-            if chars >= _MIN_CHARS and digits:
+            if chars >= shortest and digits:
                 yield first, last
 
 
@@ -520,12 +585,12 @@ class Recognizer:
         for courier in couriers:
             for spec in courier["tracking_numbers"]:
                 formats.append(_compile_format(courier, spec, len(formats)))
-        self.formats: tuple[_Format, ...] = tuple(formats)
-        # `_from[k]` tries formats k.. in one C-level pass; its lastgroup names the first that
-        # fits, so a stretch of text costs one call per fitting format instead of one per format
-        bodies = [f"(?P<f{k}>{_NAMED_GROUP.sub('(?:', fmt.compact.pattern)})"
-                  for k, fmt in enumerate(formats)]
-        self._from = tuple(re.compile("|".join(bodies[k:])) for k in range(len(bodies)))
+        self._shortest = min(fmt.widths[0] for fmt in formats)
+        self._longest = max(fmt.widths[1] for fmt in formats)
+        # the formats worth trying on a number of each length
+        self._by_length: dict[int, tuple[_Format, ...]] = {
+            length: tuple(f for f in formats if f.widths[0] <= length <= f.widths[1])
+            for length in range(self._shortest, self._longest + 1)}
 
     @classmethod
     def from_directory(cls, directory: Path = DATA_DIR) -> Recognizer:
@@ -536,11 +601,8 @@ class Recognizer:
         return cls([json.loads(path.read_text(encoding="utf-8")) for path in files])
 
     def recognize(self, text: str) -> list[Candidate]:
-        """Every reading of every number in `text`, best first.
-
-        Readings of overlapping stretches of text are all kept (ranked below the best one),
-        since a customer's spacing can make either the right one.
-        """
+        """Every reading of every number in `text`, best first; [] when there is none."""
+        # readings of overlapping stretches stay (ranked lower): spacing can make either right
         matches = sorted(self._matches(text), key=_Match.rank)
         by_span: dict[tuple[int, int, int], dict[str, _Match]] = {}
         for match in matches:
@@ -561,29 +623,19 @@ class Recognizer:
 
     # -- internals --
 
-    def _fitting(self, number: str) -> Iterator[_Format]:
-        k = 0
-        while k < len(self._from):
-            hit = self._from[k].fullmatch(number)
-            if hit is None or hit.lastgroup is None:
-                return
-            k = int(hit.lastgroup[1:])
-            yield self.formats[k]
-            k += 1
-
     def _matches(self, text: str) -> list[_Match]:
         found: list[_Match] = []
         for index, segment in enumerate(_SEPARATORS.split(_prepare(text))):
             tokens = [_Token(m.start(), m.end(), m.group()) for m in _TOKEN.finditer(segment)]
             here: list[_Match] = []
-            for first, last in _windows(tokens):
+            for first, last in _windows(tokens, self._shortest, self._longest):
                 number = "".join(token.text for token in tokens[first:last + 1])
                 window = segment[tokens[first].start:tokens[last].end]
-                for fmt in self._fitting(number):
+                for fmt in self._by_length[len(number)]:
                     match = _validate(fmt, number, window, tokens, index, first, last)
                     if match is not None:
                         here.append(match)
-            found.extend(_drop_fragments(_drop_merged(here), tokens))
+            found.extend(_drop_fragments(_drop_merged(here), tokens, self._longest))
         return found
 
     def _candidate(self, match: _Match, same_span: Mapping[str, _Match]) -> Candidate:
@@ -603,6 +655,7 @@ class Recognizer:
             details[f"partner.{partner.role}_service"] = other.fmt.name
             if partner.role == "carrier":
                 carrier = _adapter(other)
+        # S10's "Courier" lookup names the issuing post, which says more than "S10"
         courier = match.found.get("Courier")
         return Candidate(
             tracking_number=match.number,
@@ -656,10 +709,12 @@ def _validate(fmt: _Format, number: str, window: str, tokens: Sequence[_Token], 
 def _choose(matches: list[_Match]) -> list[_Match]:
     """The best reading of each stretch of text: greedy by rank, overlaps dropped."""
     accepted: list[_Match] = []
+    taken: set[tuple[int, int]] = set()
     for match in sorted(matches, key=_Match.rank):
-        if not any(other.segment == match.segment and other.first <= match.last
-                   and match.first <= other.last for other in accepted):
+        cells = [(match.segment, i) for i in range(match.first, match.last + 1)]
+        if not taken.intersection(cells):
             accepted.append(match)
+            taken.update(cells)
     return accepted
 
 
@@ -671,20 +726,33 @@ def _drop_merged(matches: list[_Match]) -> list[_Match]:
         for split in range(m.first + 1, m.last + 1))]
 
 
-def _drop_fragments(matches: list[_Match], tokens: Sequence[_Token]) -> list[_Match]:
+def _drop_fragments(matches: list[_Match], tokens: Sequence[_Token],
+                    longest: int) -> list[_Match]:
     """Drop readings of part of a longer number: one with a check digit, or of the same format.
 
     Digits typed together belong together, so the longer reading wins when the tokens it adds
     hold digits; added letters-only tokens may be a word or a prefix, so both readings stay.
     """
+    by_first: dict[int, list[_Match]] = {}
+    for match in matches:
+        by_first.setdefault(match.first, []).append(match)
+    digits_before = [0]  # digits_before[i]: tokens before token i that hold digits
+    for token in tokens:
+        digits_before.append(digits_before[-1] + (not token.letters_only))
+
+    def digits_in(first: int, last: int) -> bool:
+        return last >= first and digits_before[last + 1] > digits_before[first]
+
     def fragment(part: _Match) -> bool:
-        for whole in matches:
-            if (whole.first, whole.last) == (part.first, part.last) or (
-                    whole.fmt.checksum is None and whole.fmt is not part.fmt):
-                continue
-            if whole.first <= part.first and part.last <= whole.last:
-                extra = [*tokens[whole.first:part.first], *tokens[part.last + 1:whole.last + 1]]
-                if any(not token.letters_only for token in extra):
+        for first in range(part.first, -1, -1):
+            if part.first - first > longest:
+                return False
+            for whole in by_first.get(first, ()):
+                if whole.last < part.last or (whole.first, whole.last) == (part.first, part.last):
+                    continue
+                if whole.fmt.checksum is None and whole.fmt is not part.fmt:
+                    continue
+                if digits_in(whole.first, part.first - 1) or digits_in(part.last + 1, whole.last):
                     return True
         return False
 
