@@ -5,6 +5,7 @@ Every problem is collected and reported together, so an operator fixes them in o
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -78,6 +79,34 @@ class Settings:
     webchat_impersonation: bool = False
     log_level: str = "INFO"
     carrier_env: Mapping[str, str] = field(default_factory=dict)  # raw carrier env vars
+    # Twilio (SMS + WhatsApp)
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""
+    twilio_auth_token_secondary: str = ""  # accepted on webhooks during token rotation
+    twilio_api_base_url: str = "https://api.twilio.com"
+    twilio_sms_from: str = ""  # E.164 sender, or use a messaging service
+    twilio_whatsapp_from: str = ""  # E.164 WhatsApp sender (without the whatsapp: prefix)
+    twilio_messaging_service_sid: str = ""
+    twilio_sms_mps: float = 1.0  # messages (segments) per second per sender
+    twilio_whatsapp_mps: float = 10.0
+    whatsapp_templates: Mapping[str, str] = field(default_factory=dict)  # "kind:locale" -> HX sid
+    # Telegram
+    telegram_bot_token: str = ""
+    telegram_api_base_url: str = "https://api.telegram.org"
+    telegram_webhook_secret: str = ""
+    telegram_bot_username: str = ""
+    telegram_mps: float = 30.0
+    telegram_per_chat_mps: float = 1.0
+
+    @property
+    def twilio_enabled(self) -> bool:
+        """Whether SMS/WhatsApp through Twilio are configured."""
+        return bool(self.twilio_account_sid and self.twilio_auth_token)
+
+    @property
+    def telegram_enabled(self) -> bool:
+        """Whether the Telegram channel is configured."""
+        return bool(self.telegram_bot_token)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -167,6 +196,63 @@ def load(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
     take("DEMO_CARRIER_SPEED", "demo_carrier_speed", float)
     take("WEBCHAT_IMPERSONATION", "webchat_impersonation", _bool)
     take("LOG_LEVEL", "log_level", lambda r: r.upper())
+
+    def positive_float(raw: str) -> float:
+        n = float(raw)
+        if n <= 0:
+            raise ValueError(f"must be a positive number, got {raw!r}")
+        return n
+
+    def e164(raw: str) -> str:
+        if not re.fullmatch(r"\+[1-9]\d{6,14}", raw):
+            raise ValueError(f"must be an E.164 number such as +15005550006, got {raw!r}")
+        return raw
+
+    def templates(raw: str) -> dict[str, str]:
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise ValueError(f"must be a JSON object: {exc}") from exc
+        if not isinstance(data, dict) or not all(
+                isinstance(k, str) and re.fullmatch(r"[a-z_]+:(en|id|hr|th)", k)
+                and isinstance(v, str) and re.fullmatch(r"HX[0-9a-fA-F]{32}", v)
+                for k, v in data.items()):
+            raise ValueError('must map "kind:locale" to a Content SID, e.g. '
+                             '{"shipped:hr": "HX0123456789abcdef0123456789abcdef"}')
+        return data
+
+    def secret_token(raw: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_\-]{16,256}", raw):
+            raise ValueError("16-256 characters of A-Z a-z 0-9 _ -")
+        return raw
+
+    take("TWILIO_ACCOUNT_SID", "twilio_account_sid", str)
+    take("TWILIO_AUTH_TOKEN", "twilio_auth_token", str)
+    take("TWILIO_AUTH_TOKEN_SECONDARY", "twilio_auth_token_secondary", str)
+    take("TWILIO_API_BASE_URL", "twilio_api_base_url", url)
+    take("TWILIO_SMS_FROM", "twilio_sms_from", e164)
+    take("TWILIO_WHATSAPP_FROM", "twilio_whatsapp_from", e164)
+    take("TWILIO_MESSAGING_SERVICE_SID", "twilio_messaging_service_sid", str)
+    take("TWILIO_SMS_MPS", "twilio_sms_mps", positive_float)
+    take("TWILIO_WHATSAPP_MPS", "twilio_whatsapp_mps", positive_float)
+    take("WHATSAPP_TEMPLATES", "whatsapp_templates", templates)
+    take("TELEGRAM_BOT_TOKEN", "telegram_bot_token", str)
+    take("TELEGRAM_API_BASE_URL", "telegram_api_base_url", url)
+    take("TELEGRAM_WEBHOOK_SECRET", "telegram_webhook_secret", secret_token)
+    take("TELEGRAM_BOT_USERNAME", "telegram_bot_username", str)
+    take("TELEGRAM_MPS", "telegram_mps", positive_float)
+    take("TELEGRAM_PER_CHAT_MPS", "telegram_per_chat_mps", positive_float)
+    if env.get("TWILIO_ACCOUNT_SID") or env.get("TWILIO_AUTH_TOKEN"):
+        for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"):
+            if not env.get(name):
+                problems.append(f"{name}: required when Twilio is configured")
+        if not (env.get("TWILIO_SMS_FROM") or env.get("TWILIO_WHATSAPP_FROM")
+                or env.get("TWILIO_MESSAGING_SERVICE_SID")):
+            problems.append("TWILIO_SMS_FROM / TWILIO_WHATSAPP_FROM / TWILIO_MESSAGING_SERVICE_SID: "
+                            "set at least one sender")
+    if env.get("TELEGRAM_BOT_TOKEN") and not env.get("TELEGRAM_WEBHOOK_SECRET"):
+        problems.append("TELEGRAM_WEBHOOK_SECRET: required with TELEGRAM_BOT_TOKEN "
+                        "(Telegram sends it on every webhook call)")
 
     tz_name = str(values.get("default_timezone", "UTC"))
     hours_raw = env.get("BUSINESS_HOURS", "mon-fri 09:00-17:00")
