@@ -98,12 +98,15 @@ async def _demo(settings: Settings) -> None:
         await services.close()
 
 
-async def _import(settings: Settings, path: Path) -> int:
+def _read_orders(path: Path) -> object:
     try:
-        data = json.loads(path.read_text("utf-8"))
+        return json.loads(path.read_text("utf-8"))
     except (OSError, ValueError) as exc:
         print(f"shipmate: cannot read {path}: {exc}", file=sys.stderr)
-        return 2
+        raise SystemExit(2) from None
+
+
+async def _import(settings: Settings, data: object) -> int:
     items = data if isinstance(data, list) else [data]
     services = await Services.create(settings)
     failed = 0
@@ -189,6 +192,6 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "demo":
         asyncio.run(_demo(settings))
     elif args.command == "import-orders":
-        raise SystemExit(asyncio.run(_import(settings, args.file)))
+        raise SystemExit(asyncio.run(_import(settings, _read_orders(args.file))))
     elif args.command == "dead-letters":
         raise SystemExit(asyncio.run(_dead(settings, args.replay)))

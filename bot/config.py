@@ -98,6 +98,16 @@ class Settings:
     telegram_mps: float = 30.0
     telegram_per_chat_mps: float = 1.0
 
+    # tracking schedule
+    carrier_budgets: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    tracking_stop_after_days: int = 30  # no carrier update for this long: stop polling
+    tracking_delivered_grace_hours: int = 48  # keep checking a delivered parcel this long
+    # notifications
+    quiet_hours: tuple[time, time] = (time(21, 0), time(8, 0))  # customer's local time
+    notify_max_per_shipment_per_day: int = 6
+    notify_collapse_seconds: int = 300  # changes within this window become one message
+    handoff_on_trouble: bool = False  # lost/damaged/returned/customs documents open a handoff
+
     @property
     def twilio_enabled(self) -> bool:
         """Whether SMS/WhatsApp through Twilio are configured."""
@@ -253,6 +263,32 @@ def load(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
     if env.get("TELEGRAM_BOT_TOKEN") and not env.get("TELEGRAM_WEBHOOK_SECRET"):
         problems.append("TELEGRAM_WEBHOOK_SECRET: required with TELEGRAM_BOT_TOKEN "
                         "(Telegram sends it on every webhook call)")
+
+    def budgets(raw: str) -> dict[str, dict[str, float]]:
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise ValueError(f"must be a JSON object: {exc}") from exc
+        if not isinstance(data, dict) or not all(
+                isinstance(v, dict) and set(v) <= {"per_second", "per_day"}
+                and all(isinstance(n, int | float) and n > 0 for n in v.values())
+                for v in data.values()):
+            raise ValueError('expected e.g. {"dhl": {"per_second": 1, "per_day": 250}}')
+        return data
+
+    def quiet(raw: str) -> tuple[time, time]:
+        m = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", raw)
+        if not m:
+            raise ValueError(f"expected e.g. '21:00-08:00', got {raw!r}")
+        return time(int(m.group(1)), int(m.group(2))), time(int(m.group(3)), int(m.group(4)))
+
+    take("CARRIER_BUDGETS", "carrier_budgets", budgets)
+    take("TRACKING_STOP_AFTER_DAYS", "tracking_stop_after_days", positive_int)
+    take("TRACKING_DELIVERED_GRACE_HOURS", "tracking_delivered_grace_hours", positive_int)
+    take("QUIET_HOURS", "quiet_hours", quiet)
+    take("NOTIFY_MAX_PER_SHIPMENT_PER_DAY", "notify_max_per_shipment_per_day", positive_int)
+    take("NOTIFY_COLLAPSE_SECONDS", "notify_collapse_seconds", positive_int)
+    take("HANDOFF_ON_TROUBLE", "handoff_on_trouble", _bool)
 
     tz_name = str(values.get("default_timezone", "UTC"))
     hours_raw = env.get("BUSINESS_HOURS", "mon-fri 09:00-17:00")

@@ -67,14 +67,26 @@ class MissingTranslation(LookupError):
 
 
 def load_catalog(locale: str, locales_dir: Path = LOCALES_DIR) -> Translations | NullTranslations:
-    """Compile locales/<locale>/LC_MESSAGES/messages.po in memory."""
-    po = locales_dir / locale / "LC_MESSAGES" / "messages.po"
-    if not po.exists():
+    """Compile every locales/<locale>/LC_MESSAGES/*.po in memory into one catalog.
+
+    Several files per language let features keep their strings apart (messages.po for chat
+    replies, notifications.po, channels.po); a msgid must not appear in two files.
+    """
+    files = sorted((locales_dir / locale / "LC_MESSAGES").glob("*.po"))
+    if not files:
         return NullTranslations()
-    with po.open("rb") as fh:
-        catalog = read_po(fh, locale=locale)
+    merged = None
+    for po in files:
+        with po.open("rb") as fh:
+            catalog = read_po(fh, locale=locale)
+        if merged is None:
+            merged = catalog
+            continue
+        for message in catalog:
+            if message.id:
+                merged[message.id] = message
     buf = io.BytesIO()
-    write_mo(buf, catalog, use_fuzzy=False)
+    write_mo(buf, merged, use_fuzzy=False)
     buf.seek(0)
     return Translations(buf)
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hmac
-import secrets
 import re
+import secrets
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime

@@ -42,6 +42,21 @@ def build_carriers(settings: Settings, session: aiohttp.ClientSession,
     return carriers
 
 
+def build_channels(settings: Settings, store: Store, session: aiohttp.ClientSession,
+                   clock: Callable[[], datetime]) -> dict[ChannelName, Channel]:
+    """The messaging channels this deployment has credentials for."""
+    channels: dict[ChannelName, Channel] = {}
+    if settings.twilio_enabled:
+        from bot.channels import twilio
+
+        channels.update(twilio.build(settings, store, session, clock))
+    if settings.telegram_enabled:
+        from bot.channels import telegram
+
+        channels.update(telegram.build(settings, store, session, clock))
+    return channels
+
+
 @dataclass
 class Services:
     """Everything a web or worker process uses."""
@@ -83,7 +98,9 @@ class Services:
         history = History(store, settings.history_ttl)
         webchat = WebchatChannel(store, clock)
         channels: dict[ChannelName, Channel] = {ChannelName.WEBCHAT: webchat}
-        channels.update(extra_channels or {})
+        if extra_channels is None:
+            extra_channels = build_channels(settings, store, session, clock)
+        channels.update(extra_channels)
         outbox = Outbox(store, channels)
         consent = Consent(store)
         engine = Engine(store=store, settings=settings, i18n=i18n, orders=orders,

@@ -199,6 +199,17 @@ return due
 """
 
 
+# Update a hash only when ARGV[1] (a rank) is higher than the stored 'rank' field.
+_SET_IF_HIGHER = """
+local cur = tonumber(redis.call('HGET', KEYS[1], 'rank') or '-1')
+if tonumber(ARGV[1]) <= cur then return 0 end
+redis.call('HSET', KEYS[1], 'rank', ARGV[1])
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if tonumber(ARGV[2]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"""
+
+
 def _enc(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
@@ -228,6 +239,7 @@ class Store:
         self._bucket = client.register_script(_RATE_BUCKET)
         self._move_due = client.register_script(_MOVE_DUE)
         self._claim_due = client.register_script(_CLAIM_DUE)
+        self._set_if_higher = client.register_script(_SET_IF_HIGHER)
 
     @classmethod
     def connect(cls, url: str | None, prefix: str = "shipmate") -> Store:
@@ -310,6 +322,15 @@ class Store:
         """Atomically set `field` to `new` if it equals `expect`; return (done, previous)."""
         done, prev = await self._cas(keys=[key], args=[field, expect, new, ttl])
         return bool(done), _s(prev) or ""
+
+    async def set_if_higher(self, key: str, rank: int, mapping: Mapping[str, str],
+                            ttl: int = 0) -> bool:
+        """Monotonic update: write `mapping` only if `rank` beats the stored rank (callbacks
+        that arrive out of order never move a state backwards)."""
+        args: list[Any] = [rank, ttl]
+        for k, v in mapping.items():
+            args += [k, v]
+        return bool(await self._set_if_higher(keys=[key], args=args))
 
     # ---- sets
     async def sadd(self, key: str, *members: str) -> None:

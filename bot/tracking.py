@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from bot.changes import Change
 from bot.models import snapshot_from_dict, snapshot_to_dict
 from bot.store import Store
 from carriers import Carrier
@@ -38,6 +39,8 @@ class Tracking:
         self.carriers = dict(carriers)
         self.fresh_seconds = fresh_seconds
         self.clock = clock or (lambda: datetime.now(UTC))
+        #: Called with the changes found whenever a new snapshot is stored (notifications).
+        self.listeners: list[Callable[[list[Change]], Awaitable[None]]] = []
 
     def detect(self, number: str) -> list[str]:
         """Configured carriers that could own `number`, most likely first."""

@@ -314,6 +314,10 @@ def create_app(services: Services, *, personas: list[dict] | None = None) -> web
     app.router.add_post("/api/v1/agent/conversations/{cid}/reply", agent_reply)
     app.router.add_post("/api/v1/agent/conversations/{cid}/note", agent_note)
     app.router.add_post("/api/v1/agent/conversations/{cid}/release", agent_release)
+    for channel in services.channels.values():
+        routes = getattr(channel, "routes", None)  # channels with webhooks declare their routes
+        if routes is not None:
+            app.router.add_routes(routes())
     app.router.add_get("/", chat_page)
     app.router.add_post("/webchat/api/sessions", chat_session)
     app.router.add_post("/webchat/api/messages", chat_post)
