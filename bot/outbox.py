@@ -55,7 +55,7 @@ class Outbox:
         self.channels = dict(channels)
         self.retry = retry
         self.visibility_ms = visibility_ms
-        self.on_outcome = on_outcome
+        self.hooks: list[OutcomeHook] = [on_outcome] if on_outcome else []
         self.clock = clock
         self._group_ready = False
 
@@ -108,8 +108,7 @@ class Outbox:
         await self.store.set_str(sent_key, receipt.provider_id, ttl=SENT_TTL)
         await self.store.xack(stream, GROUP, entry_id)
         await self.store.xdel(stream, entry_id)
-        if self.on_outcome:
-            await self.on_outcome(message, receipt, None)
+        await self._outcome(message, receipt, None)
 
     async def _failed(self, entry_id: str, fields: dict[str, str], message: OutboundMessage,
                       attempt: int, exc: SendError) -> None:
@@ -119,14 +118,25 @@ class Outbox:
                         permanent="1" if exc.permanent else "0")
             await self.store.xadd(self.k.outbox_dead(), dead, maxlen=100_000)
             log.warning("outbound %s failed for good (%s): %s", message.idem, exc.code, exc)
-            if self.on_outcome:
-                await self.on_outcome(message, None, exc)
+            await self._outcome(message, None, exc)
         else:
             wait = exc.retry_after if exc.retry_after is not None else self.retry.backoff(attempt)
             retry_fields = dict(fields, attempt=str(attempt + 1))
             await self.store.delay(self.k.outbox_delayed(), retry_fields, self.clock() + wait)
         await self.store.xack(stream, GROUP, entry_id)
         await self.store.xdel(stream, entry_id)
+
+    def add_outcome_hook(self, hook: OutcomeHook) -> None:
+        """Be told of every final outcome (receipts, ledgers, fallbacks)."""
+        self.hooks.append(hook)
+
+    async def _outcome(self, message: OutboundMessage, receipt: Receipt | None,
+                       error: SendError | None) -> None:
+        for hook in self.hooks:
+            try:
+                await hook(message, receipt, error)
+            except Exception:  # a broken listener must not undo a send
+                log.exception("outcome hook %r failed for %s", hook, message.idem)
 
     async def run(self, consumer: str, stop: asyncio.Event, *, block_ms: int = 1000) -> None:
         """Send until `stop` is set; Redis hiccups are logged once and retried."""

@@ -100,6 +100,28 @@ class Keys:
     def link_token(self, token: str) -> str:
         return self._k(f"l:{token}", "order")
 
+    # generic per-entity state for feature modules (same slot as the entity's other keys)
+    def address_state(self, channel: str, user: str, name: str) -> str:
+        """Per-address state, e.g. a WhatsApp window or an unreachable mark."""
+        return self._k(f"a:{channel}:{user}", name)
+
+    def customer_state(self, cid: str, name: str) -> str:
+        return self._k(f"c:{cid}", name)
+
+    def order_state(self, oid: str, name: str) -> str:
+        return self._k(f"o:{oid}", name)
+
+    def shipment_state(self, carrier: str, number: str, name: str) -> str:
+        return self._k(f"s:{carrier}:{number}", name)
+
+    def receipt(self, provider_id: str) -> str:
+        """Delivery state of one provider message (SM…/Telegram message id)."""
+        return self._k(f"m:{provider_id}", "receipt")
+
+    def shared(self, area: str, name: str) -> str:
+        """A process-wide structure (schedules, budgets, breakers): one slot per area."""
+        return self._k(area, name)
+
     # global structures (one slot each)
     def inbound(self) -> str:
         return self._k("inbound", "stream")
