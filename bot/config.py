@@ -6,6 +6,7 @@ Every problem is collected and reported together, so an operator fixes them in o
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -155,6 +156,18 @@ def load(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
             raise ValueError(f"must be a positive whole number, got {raw!r}")
         return n
 
+    def positive_float(raw: str) -> float:
+        n = float(raw)
+        if not math.isfinite(n) or n <= 0:
+            raise ValueError(f"must be a positive number, got {raw!r}")
+        return n
+
+    def log_level(raw: str) -> str:
+        level = raw.upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError(f"one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got {raw!r}")
+        return level
+
     def locale(raw: str) -> str:
         if raw not in SUPPORTED_LOCALES:
             raise ValueError(f"must be one of {', '.join(SUPPORTED_LOCALES)}, got {raw!r}")
@@ -203,15 +216,9 @@ def load(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
     take("VERIFY_WINDOW_MINUTES", "verify_window", lambda r: positive_int(r) * 60)
     take("TRACKING_FRESH_SECONDS", "tracking_fresh_seconds", positive_int)
     take("DEMO_CARRIER", "demo_carrier", _bool)
-    take("DEMO_CARRIER_SPEED", "demo_carrier_speed", float)
+    take("DEMO_CARRIER_SPEED", "demo_carrier_speed", positive_float)
     take("WEBCHAT_IMPERSONATION", "webchat_impersonation", _bool)
-    take("LOG_LEVEL", "log_level", lambda r: r.upper())
-
-    def positive_float(raw: str) -> float:
-        n = float(raw)
-        if n <= 0:
-            raise ValueError(f"must be a positive number, got {raw!r}")
-        return n
+    take("LOG_LEVEL", "log_level", log_level)
 
     def e164(raw: str) -> str:
         if not re.fullmatch(r"\+[1-9]\d{6,14}", raw):

@@ -464,7 +464,21 @@ class Engine:
                     if promised else None)
 
     async def _show_tracking(self, turn: Turn, number: str, carrier: str = "") -> None:
-        view = await self.tracking.current(carrier, number) if carrier else await self.tracking.find(number)
+        candidates = self.tracking.detect(number)
+        if carrier:
+            view = await self.tracking.current(carrier, number)
+            for other in candidates:  # not found at the chosen carrier: try the next candidate
+                if view.snapshot is not None or view.stale:
+                    break
+                if other != carrier:
+                    view = await self.tracking.current(other, number)
+        else:
+            known = [c for c in candidates if (await self.tracking.stored(c, number)).snapshot]
+            if len(candidates) > 1 and not known:
+                self._reply(turn, "which_carrier", [(f"carrier:{c}:{number}", "carrier", c)
+                                                    for c in candidates[:6]], number=number)
+                return
+            view = await self.tracking.find(number)
         if view is None or (view.snapshot is None and not view.stale):
             self._reply(turn, "tracking_unknown", number=number)
             turn.dialog["awaiting"] = "reference"

@@ -231,3 +231,38 @@ async def test_telegram_deep_link_links_the_chat_to_the_order(services, chat_fac
     owner = (await services.orders.get("HR-14")).customer_id
     linked = await services.orders.customer_for(Address(ChannelName.WEBCHAT, chat.session), create=False)
     assert linked.id == owner
+
+
+class NotFoundCarrier:
+    """A carrier that recognises every number and knows none of them (like a real 404)."""
+
+    name = "elsewhere"
+    limits = __import__("carriers.model", fromlist=["Limits"]).Limits()
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def recognizes(self, number: str) -> bool:
+        return True
+
+    async def track(self, numbers):
+        from carriers.model import NumberProblem, ProblemKind, TrackingReport
+
+        self.asked += list(numbers)
+        return TrackingReport(problems={n: NumberProblem(n, ProblemKind.NOT_FOUND) for n in numbers})
+
+
+async def test_ambiguous_number_asks_which_carrier_and_not_found_moves_on(services, chat_factory):
+    other = NotFoundCarrier()
+    services.tracking.carriers["elsewhere"] = other
+    number = make_number(6, 21, 78)
+    chat = await chat_factory()
+    replies = await chat.say(f"track {number}")
+    assert "More than one carrier" in replies[0]["text"]
+    payloads = [b["payload"] for b in replies[0]["buttons"]]
+    assert payloads == [f"carrier:demo:{number}", f"carrier:elsewhere:{number}"]
+    assert [b["label"] for b in replies[0]["buttons"]] == ["Demo Express", "ELSEWHERE"]
+    # the customer picks the wrong one: it answers "not found", so the next candidate is asked
+    text = await chat.text(payload=f"carrier:elsewhere:{number}")
+    assert other.asked == [number]
+    assert "out for delivery" in text and "Demo Express" in text

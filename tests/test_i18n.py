@@ -51,6 +51,7 @@ CONTEXTS = {
     "handoff_closed": {"opens_at": datetime(2026, 11, 23, 8, tzinfo=UTC), "hours_tz": "Europe/Zagreb"},
     "handoff_returned": {"agent": "Ana"}, "agent_reply": {"agent": "Ana", "text": "Hi"},
     "stopped": {}, "started": {}, "choices": {"choices": ["A", "B"]},
+    "which_carrier": {"number": "123456789012"},
     "web/chat": {"impersonation": True, "personas": [{"phone": "+1", "name": "A", "order": "1", "locale": "en"}]},
 }
 
@@ -74,7 +75,7 @@ def test_every_template_renders_in_every_locale(i18n, locale):
 
 @pytest.mark.parametrize("locale", SUPPORTED_LOCALES)
 def test_every_button_label_renders(i18n, locale):
-    for key in ("orders", "human", "language", "menu", "notify_on", "notify_off", "order",
+    for key in ("orders", "human", "language", "menu", "notify_on", "notify_off", "order", "carrier",
                 "lang_en", "lang_id", "lang_hr", "lang_th"):
         assert i18n.label(key, locale, "1001").strip()
 
