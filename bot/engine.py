@@ -78,11 +78,14 @@ class Engine:
 
     # ------------------------------------------------------------------ inbound pipeline
     async def receive(self, message: Message) -> bool:
-        """Durably queue an inbound message; False when it is a duplicate (webhook retry)."""
+        """Durably queue an inbound message; False when it is a duplicate (webhook retry).
+
+        The entry is written before the 'seen' mark: a crash in between can only cause a
+        duplicate entry, which `handle` drops, never a lost message.
+        """
         ident = f"{message.address.channel}:{message.provider_id}"
-        if await self.store.exists(self.k.dedupe("done", ident)):
-            return False
-        if not await self.store.first_time(self.k.dedupe("seen", ident), DEDUPE_TTL):
+        if await self.store.exists(self.k.dedupe("done", ident)) or \
+                await self.store.exists(self.k.dedupe("seen", ident)):
             return False
         if not self._group_ready:
             await self.store.ensure_group(self.k.inbound(), INBOUND_GROUP)
@@ -93,6 +96,7 @@ class Engine:
             "payload": message.payload, "locale_hint": message.locale_hint,
             "profile_name": message.profile_name,
         })
+        await self.store.set_str(self.k.dedupe("seen", ident), "1", ttl=DEDUPE_TTL)
         return True
 
     async def process_once(self, consumer: str, *, block_ms: int | None = None, count: int = 20,
@@ -105,13 +109,23 @@ class Engine:
         entries = await self.store.xautoclaim(stream, INBOUND_GROUP, consumer, reclaim_ms, count)
         entries += await self.store.xreadgroup(stream, INBOUND_GROUP, consumer, count, block_ms)
         for entry_id, f in entries:
-            message = Message(
-                address=Address.parse(f["address"]), text=f.get("text", ""),
-                provider_id=f["provider_id"], received_at=datetime.fromisoformat(f["received_at"]),
-                payload=f.get("payload", ""), locale_hint=f.get("locale_hint", ""),
-                profile_name=f.get("profile_name", ""),
-            )
-            await self.handle(message)
+            try:
+                message = Message(
+                    address=Address.parse(f["address"]), text=f.get("text", ""),
+                    provider_id=f["provider_id"],
+                    received_at=datetime.fromisoformat(f["received_at"]),
+                    payload=f.get("payload", ""), locale_hint=f.get("locale_hint", ""),
+                    profile_name=f.get("profile_name", ""),
+                )
+                await self.handle(message)
+            except Exception as exc:
+                if is_unavailable(exc):
+                    raise  # Redis is down: leave it pending, it is reclaimed later
+                # a message we cannot handle must not jam the stream: keep it for a person
+                log.exception("inbound entry %s failed; moved to the dead-letter stream", entry_id)
+                await self.store.xadd(self.k.shared("inbound", "dead"),
+                                      dict(f, error=f"{type(exc).__name__}: {exc}"[:500]),
+                                      maxlen=100_000)
             await self.store.xack(stream, INBOUND_GROUP, entry_id)
             await self.store.xdel(stream, entry_id)
         return len(entries)

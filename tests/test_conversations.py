@@ -266,3 +266,12 @@ async def test_ambiguous_number_asks_which_carrier_and_not_found_moves_on(servic
     text = await chat.text(payload=f"carrier:elsewhere:{number}")
     assert other.asked == [number]
     assert "out for delivery" in text and "Demo Express" in text
+
+
+async def test_a_message_the_engine_cannot_handle_is_kept_and_does_not_block(services, chat_factory):
+    chat = await chat_factory()
+    await services.store.xadd(services.store.keys.inbound(), {"address": "nonsense", "text": "x",
+                                                              "provider_id": "p1"})
+    assert "Hi!" in await chat.text("help")  # the next message still gets through
+    dead = await services.store.xrange(services.store.keys.shared("inbound", "dead"))
+    assert len(dead) == 1 and dead[0][1]["text"] == "x" and "error" in dead[0][1]
