@@ -37,6 +37,7 @@ from bot.outbox import Outbox
 from bot.store import Store, is_unavailable
 from bot.tracking import ShipmentView, Tracking
 from carriers.model import Reason, Status
+from carriers.numbers import find_numbers
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,8 @@ class Engine:
     async def handle(self, message: Message) -> None:
         """One turn, under the conversation's lock; exactly once per provider message id."""
         customer = await self.orders.customer_for(message.address)
-        assert customer is not None
+        if customer is None:  # customer_for(create=True) always returns one
+            raise LookupError(f"no customer for {message.address.channel}")
         lock_key = self.k.turn_lock(customer.id)
         token = None
         for _ in range(600):  # wait up to ~30 s for the previous turn of this conversation
@@ -199,14 +201,8 @@ class Engine:
                                        ref=reply.idem)
 
     def _parse(self, message: Message, *, has_choices: bool) -> Intent:
-        extra: list[str] = []
-        try:
-            from carriers.numbers import find_numbers
-            extra = list(find_numbers(message.text))
-        except ImportError:
-            pass
         return intents.parse(message.text, self.i18n.keywords, payload=message.payload,
-                             extra_refs=extra, has_choices=has_choices)
+                             extra_refs=find_numbers(message.text), has_choices=has_choices)
 
     async def _start_turn(self, message: Message, customer: Customer) -> Turn:
         dialog = await self.store.get_json(self.k.dialog(customer.id)) or {}

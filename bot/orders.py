@@ -7,7 +7,7 @@ import re
 import secrets
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -304,8 +304,6 @@ class Orders:
         ttl = await self.store.ttl(self.k.verify_attempts_sender(cid))
         if order_id is not None:
             ttl = max(ttl, await self.store.ttl(self.k.verify_attempts_order(order_id)))
-        from datetime import timedelta
-
         return now + timedelta(seconds=max(ttl, 60))
 
     async def verify(self, cid: str, order: Order, answer: str) -> bool:
