@@ -241,7 +241,7 @@ class Engine:
         text = self.i18n.render(template, turn.locale, channel, tz=turn.tz,
                                 shop=self.settings.shop_name, **ctx)
         turn.dialog.pop("choices", None)
-        if rendered and turn.limits.max_buttons == 0:
+        if len(rendered) > turn.limits.max_buttons:  # more choices than buttons: number them
             choices = rendered[:9]
             text += "\n\n" + self.i18n.render("choices", turn.locale, channel, tz=turn.tz,
                                                choices=[b.label for b in choices])
@@ -250,7 +250,7 @@ class Engine:
         idem = f"{turn.message.address.channel}:{turn.message.provider_id}:{len(turn.replies)}"
         turn.replies.append(OutboundMessage(
             idem=idem, address=turn.message.address, text=text,
-            buttons=rendered[: turn.limits.max_buttons], customer_id=turn.customer.id,
+            buttons=rendered, customer_id=turn.customer.id,
             kind="reply", template=template, locale=turn.locale,
         ))
 
@@ -282,7 +282,8 @@ class Engine:
 
     async def _stop(self, turn: Turn, intent: Intent) -> None:
         turn.dialog.clear()
-        self._reply(turn, "stopped")
+        if not turn.limits.provider_answers_stop:  # Twilio SMS confirms STOP itself
+            self._reply(turn, "stopped")
 
     async def _start(self, turn: Turn, intent: Intent) -> None:
         self._reply(turn, "started", self._menu_buttons())

@@ -13,6 +13,7 @@ from bot.channels import Channel
 from bot.channels.webchat import WebchatChannel
 from bot.config import Settings
 from bot.consent import Consent
+from bot.delivery import Delivery
 from bot.engine import Engine
 from bot.handoff import Handoff
 from bot.history import History
@@ -43,13 +44,13 @@ def build_carriers(settings: Settings, session: aiohttp.ClientSession,
 
 
 def build_channels(settings: Settings, store: Store, session: aiohttp.ClientSession,
-                   clock: Callable[[], datetime]) -> dict[ChannelName, Channel]:
+                   clock: Callable[[], datetime], delivery: Delivery) -> dict[ChannelName, Channel]:
     """The messaging channels this deployment has credentials for."""
     channels: dict[ChannelName, Channel] = {}
     if settings.twilio_enabled:
         from bot.channels import twilio
 
-        channels.update(twilio.build(settings, store, session, clock))
+        channels.update(twilio.build(settings, store, session, clock, delivery=delivery))
     if settings.telegram_enabled:
         from bot.channels import telegram
 
@@ -73,6 +74,7 @@ class Services:
     consent: Consent
     engine: Engine
     webchat: WebchatChannel
+    delivery: Delivery
     channels: dict[ChannelName, Channel] = field(default_factory=dict)
 
     @classmethod
@@ -97,18 +99,20 @@ class Services:
                           conversation_ttl=settings.conversation_ttl)
         history = History(store, settings.history_ttl)
         webchat = WebchatChannel(store, clock)
+        consent = Consent(store)
+        delivery = Delivery(store, consent=consent, clock=clock)
         channels: dict[ChannelName, Channel] = {ChannelName.WEBCHAT: webchat}
         if extra_channels is None:
-            extra_channels = build_channels(settings, store, session, clock)
+            extra_channels = build_channels(settings, store, session, clock, delivery)
         channels.update(extra_channels)
         outbox = Outbox(store, channels)
-        consent = Consent(store)
+        outbox.add_outcome_hook(delivery.record_sent)
         engine = Engine(store=store, settings=settings, i18n=i18n, orders=orders,
                         tracking=tracking, handoff=handoff, history=history, outbox=outbox,
                         consent=consent, limits={n: c.limits for n, c in channels.items()},
                         clock=clock)
         return cls(settings, store, session, i18n, orders, tracking, handoff, history, outbox,
-                   consent, engine, webchat, channels)
+                   consent, engine, webchat, delivery, channels)
 
     async def pump(self, consumer: str = "pump", rounds: int = 50) -> None:
         """Process inbound and outbound queues until both are idle (demo and tests)."""

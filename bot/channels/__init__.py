@@ -21,6 +21,7 @@ class ChannelLimits:
     messaging_window_hours: int = 0  # WhatsApp: 24
     per_second: float = 30.0  # sends per second for this sender (shared by all processes)
     per_chat_per_second: float = 0.0  # 0 = no per-recipient limit
+    provider_answers_stop: bool = False  # the provider replies to STOP itself (Twilio SMS)
 
 
 @dataclass(frozen=True, slots=True)
