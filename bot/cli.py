@@ -70,34 +70,6 @@ async def _worker(settings: Settings) -> None:
         await services.close()
 
 
-async def _demo(settings: Settings) -> None:
-    from bot.demo import PERSONAS, demo_orders
-
-    services = await Services.create(settings)
-    if services.store.embedded:
-        print("Using the embedded in-process store (no REDIS_URL set): data lives only as long "
-              "as this process.")
-    now = datetime.now(UTC)
-    for payload in demo_orders(now):
-        order = validate_order(payload, carriers=services.tracking.carriers,
-                               detect=services.tracking.detect, now=now)
-        await services.orders.upsert(order)
-    personas = [{"order": o, "name": c["name"], "phone": c["phone"], "locale": c["locale"]}
-                for o, c, _a, _s, _p in PERSONAS]
-    stop = asyncio.Event()
-    install_signal_handlers(stop)
-    app = create_app(services, personas=personas)
-    url = f"http://localhost:{settings.port}/"
-    print(f"Shipmate demo: open {url} and chat as one of the seeded customers "
-          f"(or as a stranger). Ctrl+C stops it.")
-    for p in personas:
-        print(f"  {p['name']} ({p['locale']}): order {p['order']}, phone {p['phone']}")
-    try:
-        await asyncio.gather(_serve(services, app, stop), run_worker(services, stop))
-    finally:
-        await services.close()
-
-
 def _read_orders(path: Path) -> object:
     try:
         return json.loads(path.read_text("utf-8"))
@@ -190,7 +162,9 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "worker":
         asyncio.run(_worker(settings))
     elif args.command == "demo":
-        asyncio.run(_demo(settings))
+        from bot.demo import run_demo
+
+        asyncio.run(run_demo(settings))
     elif args.command == "import-orders":
         raise SystemExit(asyncio.run(_import(settings, _read_orders(args.file))))
     elif args.command == "dead-letters":

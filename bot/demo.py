@@ -1,9 +1,18 @@
-"""Seed data for `shipmate demo`: customers in four languages with parcels on demo journeys."""
+"""`shipmate demo`: everything in one process on the embedded store, with seeded customers in
+four languages whose parcels move on the demo carrier, and a local chat page."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import asyncio
+from datetime import UTC, datetime, timedelta
 
+from aiohttp import web
+
+from bot.config import Settings
+from bot.orders import validate_order
+from bot.services import Services
+from bot.web import create_app
+from bot.worker import install_signal_handlers, run_worker
 from carriers.demo import make_number
 
 #: (order id, customer, shipments as (journey, hours already travelled), promised days from now)
@@ -34,3 +43,45 @@ def demo_orders(now: datetime) -> list[dict]:
             "promised_delivery_date": (now + timedelta(days=promised)).date().isoformat(),
         })
     return orders
+
+
+async def seed(services: Services, now: datetime) -> list[dict]:
+    """Upsert the demo orders; return the personas shown on the chat page."""
+    for payload in demo_orders(now):
+        order = validate_order(payload, carriers=services.tracking.carriers,
+                               detect=services.tracking.detect, now=now)
+        await services.orders.upsert(order)
+    return [{"order": o, "name": c["name"], "phone": c["phone"], "locale": c["locale"]}
+            for o, c, _a, _s, _p in PERSONAS]
+
+
+async def serve(app: web.Application, host: str, port: int, stop: asyncio.Event) -> None:
+    """Run an aiohttp app until `stop` is set."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+async def run_demo(settings: Settings) -> None:
+    """The whole product in one process; prints where to click."""
+    services = await Services.create(settings)
+    if services.store.embedded:
+        print("Using the embedded in-process store (no REDIS_URL set): data lives only as long "
+              "as this process.")
+    personas = await seed(services, datetime.now(UTC))
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
+    app = create_app(services, personas=personas)
+    print(f"Shipmate demo: open http://localhost:{settings.port}/ and chat as one of the seeded "
+          "customers (or as a stranger). Ctrl+C stops it.")
+    for p in personas:
+        print(f"  {p['name']} ({p['locale']}): order {p['order']}, phone {p['phone']}")
+    try:
+        await asyncio.gather(serve(app, settings.host, settings.port, stop),
+                             run_worker(services, stop))
+    finally:
+        await services.close()
