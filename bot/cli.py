@@ -11,13 +11,11 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aiohttp import web
-
 from bot import config
 from bot.config import ConfigError, Settings
 from bot.orders import ValidationError, validate_order
 from bot.services import Services
-from bot.web import create_app
+from bot.web import create_app, serve
 from bot.worker import install_signal_handlers, run_worker
 
 log = logging.getLogger("shipmate")
@@ -36,17 +34,6 @@ def _logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-async def _serve(services: Services, app: web.Application, stop: asyncio.Event) -> None:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, services.settings.host, services.settings.port)
-    await site.start()
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-
-
 async def _web(settings: Settings) -> None:
     config.require_for_web(settings)
     services = await Services.create(settings)
@@ -54,7 +41,7 @@ async def _web(settings: Settings) -> None:
     install_signal_handlers(stop)
     log.info("web listening on %s:%s", settings.host, settings.port)
     try:
-        await _serve(services, create_app(services), stop)
+        await serve(create_app(services), settings.host, settings.port, stop)
     finally:
         await services.close()
 

@@ -6,12 +6,10 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from aiohttp import web
-
 from bot.config import Settings
 from bot.orders import validate_order
 from bot.services import Services
-from bot.web import create_app
+from bot.web import create_app, serve
 from bot.worker import install_signal_handlers, run_worker
 from carriers.demo import make_number
 
@@ -53,17 +51,6 @@ async def seed(services: Services, now: datetime) -> list[dict]:
         await services.orders.upsert(order)
     return [{"order": o, "name": c["name"], "phone": c["phone"], "locale": c["locale"]}
             for o, c, _a, _s, _p in PERSONAS]
-
-
-async def serve(app: web.Application, host: str, port: int, stop: asyncio.Event) -> None:
-    """Run an aiohttp app until `stop` is set."""
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
 
 
 async def run_demo(settings: Settings) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -297,6 +298,17 @@ async def health(request: web.Request) -> web.Response:
             return problem(503, "redis unreachable")
         raise
     return web.json_response({"ok": True, "embedded_store": svc.store.embedded})
+
+
+async def serve(app: web.Application, host: str, port: int, stop: asyncio.Event) -> None:
+    """Run an aiohttp app until `stop` is set."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
 
 
 def create_app(services: Services, *, personas: list[dict] | None = None) -> web.Application:
