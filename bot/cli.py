@@ -107,6 +107,20 @@ async def _dead(settings: Settings, replay: str | None) -> int:
     return 0
 
 
+def _telegram_set_webhook(settings: Settings) -> int:
+    from telegram.error import TelegramError
+
+    from bot.channels.telegram import set_webhook
+
+    try:
+        info = asyncio.run(set_webhook(settings))
+    except (ValueError, TelegramError) as exc:
+        print(f"shipmate: could not set the Telegram webhook: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(info, indent=2, ensure_ascii=False))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `shipmate` console script."""
     parser = argparse.ArgumentParser(prog="shipmate", description=__doc__)
@@ -120,6 +134,8 @@ def main(argv: list[str] | None = None) -> None:
     dead = sub.add_parser("dead-letters", help="list dead-lettered outbound messages")
     dead.add_argument("--replay", metavar="ENTRY_ID", help="put one back in the outbox")
     sub.add_parser("check-config", help="validate the environment and exit")
+    sub.add_parser("telegram-set-webhook",
+                   help="register PUBLIC_BASE_URL/webhooks/telegram with the secret token")
     args = parser.parse_args(argv)
 
     if args.command == "demo":
@@ -154,5 +170,7 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(run_demo(settings))
     elif args.command == "import-orders":
         raise SystemExit(asyncio.run(_import(settings, _read_orders(args.file))))
+    elif args.command == "telegram-set-webhook":
+        raise SystemExit(_telegram_set_webhook(settings))
     elif args.command == "dead-letters":
         raise SystemExit(asyncio.run(_dead(settings, args.replay)))

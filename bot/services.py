@@ -123,6 +123,10 @@ class Services:
                 return
 
     async def close(self) -> None:
-        """Close the HTTP session and the Redis pool."""
+        """Close channel clients, the HTTP session and the Redis pool."""
+        for channel in self.channels.values():
+            close = getattr(channel, "close", None)
+            if close is not None:
+                await close()
         await self.session.close()
         await self.store.close()

@@ -32,15 +32,33 @@ def pytest_sessionstart(session: pytest.Session) -> None:
                     "--appendonly no", returncode=3)
 
 
+#: Every test's keys start with this run's prefix; one scan at the end removes them all
+#: (a scan per test would cost O(keyspace) each time on a busy shared Redis).
+RUN_PREFIX = f"test-{uuid.uuid4().hex[:8]}"
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        batch = []
+        for key in client.scan_iter(match=f"{RUN_PREFIX}-*", count=5000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                client.delete(*batch)
+                batch.clear()
+        if batch:
+            client.delete(*batch)
+    except redis.exceptions.RedisError:
+        pass  # nothing to clean if Redis went away
+    finally:
+        client.close()
+
+
 @pytest.fixture
 async def store() -> AsyncIterator[Store]:
-    """A Store on the real Redis under a unique key prefix, removed afterwards."""
-    prefix = f"test-{uuid.uuid4().hex[:10]}"
-    s = Store.connect(REDIS_URL, prefix)
+    """A Store on the real Redis under a unique key prefix (removed at the end of the run)."""
+    s = Store.connect(REDIS_URL, f"{RUN_PREFIX}-{uuid.uuid4().hex[:8]}")
     yield s
-    keys = await s.scan_prefix(f"{prefix}:*")
-    for k in keys:
-        await s.r.delete(k)
     await s.close()
 
 

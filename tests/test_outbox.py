@@ -145,10 +145,6 @@ async def test_same_idempotency_key_twice_sends_once(box: Outbox, store: Store,
     assert await queue_state(store) == (0, 0, 0)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bot/outbox.py _deliver: the idempotency key is only checked (EXISTS) before the send and "
-    "written after it, so two senders holding duplicates of one key at the same time both "
-    "send; claim the key atomically (SET NX) before sending"))
 async def test_duplicates_held_by_two_concurrent_senders_send_once(store: Store,
                                                                    clock: FloatClock) -> None:
     slow = FakeChannel(latency=0.05)
@@ -386,10 +382,6 @@ async def test_run_sends_until_stopped(store: Store, sms: FakeChannel,
     assert [m.idem for m in sms.sent] == ["n:live"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bot/outbox.py _deliver: OutboundMessage.from_fields runs outside the try, so one entry "
-    "that cannot be decoded raises out of process_once (and Outbox.run re-raises it); after a "
-    "restart xautoclaim hands it back and the sender dies again, blocking every message"))
 async def test_an_undecodable_entry_is_dead_lettered_and_does_not_block_others(
         box: Outbox, store: Store, sms: FakeChannel) -> None:
     await box.enqueue(msg("n:before"))

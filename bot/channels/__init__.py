@@ -52,7 +52,14 @@ class SendError(Exception):
 
 
 class Channel(Protocol):
-    """A messaging channel."""
+    """A messaging channel.
+
+    Optional members a channel may add (looked up with getattr): `routes()` -> aiohttp route
+    definitions for its webhooks; `split(message)` -> the parts one message is sent as (SMS
+    segments, Telegram's 4096 limit); `lookup_sent(message, since)` -> a receipt if the provider
+    already accepted it (lets the outbox avoid a duplicate after a crash mid-send);
+    `close()` -> release its client at shutdown.
+    """
 
     name: ChannelName
     limits: ChannelLimits
