@@ -188,6 +188,9 @@ class Engine:
         if owner != Owner.BOT.value:
             return  # an agent (or the queue) owns the conversation: the bot stays silent
         turn = await self._start_turn(message, customer)
+        if turn.limits.provider_answers_stop and intent.kind is not Kind.START and \
+                await self.consent.opted_out(customer.id, message.address.channel.value):
+            return  # the provider blocks every send until START (Twilio 21610): stay quiet
         intent = self._parse(message, has_choices=bool(turn.dialog.get("choices")))
         try:
             await self._answer(turn, intent)

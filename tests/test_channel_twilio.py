@@ -605,3 +605,14 @@ def test_buttons_become_a_numbered_list() -> None:
     buttons = [Button("orders", "My orders"), Button("human", "Talk to a person")]
     assert with_choices("Hi", buttons) == "Hi\n\n1. My orders\n2. Talk to a person"
     assert with_choices("Hi", []) == "Hi"
+
+
+async def test_no_reply_on_sms_after_stop_until_start(rig: Rig) -> None:
+    await rig.sms("STOP")
+    await rig.pump()
+    await rig.sms("hello?")
+    await rig.pump()
+    assert rig.fake.messages == [] and rig.outcomes == []  # nothing Twilio would refuse
+    await rig.sms("START")
+    await rig.pump()
+    assert [m["to"] for m in rig.fake.messages] == [CUSTOMER]

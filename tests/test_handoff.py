@@ -44,7 +44,7 @@ async def test_understood_turn_resets_the_counter(services, chat_factory):
 async def test_queue_position_with_croatian_plural(services, chat_factory):
     await services.handoff.set_on_shift("ana", True)
     texts = []
-    for i in range(6):
+    for _ in range(6):
         chat = await chat_factory()
         texts.append(await chat.text("želim razgovarati s nekim"))
     assert "Vi ste sljedeći na redu" in texts[0]
