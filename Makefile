@@ -17,8 +17,15 @@ demo: $(STAMP)
 	$(BIN)/shipmate demo
 
 test: $(STAMP)
-	$(BIN)/ruff check bot carriers tests
+	$(BIN)/ruff check bot carriers tests bench
 	$(BIN)/pytest
+
+# Benchmarks print our figure beside its baseline, measured in the same run.
+bench-tracking: $(STAMP)
+	$(BIN)/python -m bench.tracking_fleet
+
+bench-notify: $(STAMP)
+	$(BIN)/python -m bench.notify_throughput
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

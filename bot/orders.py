@@ -6,7 +6,7 @@ import hmac
 import re
 import secrets
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -181,6 +181,8 @@ class Orders:
         self.max_attempts = verify_max_attempts
         self.window = verify_window
         self.conversation_ttl = conversation_ttl
+        #: Called with (carrier, tracking number) for every shipment an upsert lists (schedule).
+        self.shipment_hooks: list[Callable[[str, str], Awaitable[object]]] = []
 
     async def get(self, order_id: str) -> Order | None:
         """An order by its shop reference."""
@@ -251,6 +253,9 @@ class Orders:
             await self.store.sadd(self.k.shipment_orders(ship.carrier, ship.tracking_number), order.id)
         await self.store.sadd(self.k.customer_orders(customer.id), order.id)
         await self.store.set_json(self.k.order(order.id), order.to_dict())
+        for ship in order.shipments:
+            for hook in self.shipment_hooks:
+                await hook(ship.carrier, ship.tracking_number)
         return order, previous is None
 
     async def link_token(self, order_id: str) -> str:

@@ -21,10 +21,12 @@ from bot.i18n import I18n
 from bot.models import ChannelName
 from bot.orders import Orders
 from bot.outbox import Outbox
+from bot.schedule import Cadence, Scheduler
 from bot.store import Store
 from bot.tracking import Tracking
 from carriers import Carrier
 from carriers.demo import DemoCarrier
+from carriers.registry import push_ready
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,7 @@ class Services:
     engine: Engine
     webchat: WebchatChannel
     delivery: Delivery
+    scheduler: Scheduler
     channels: dict[ChannelName, Channel] = field(default_factory=dict)
 
     @classmethod
@@ -94,7 +97,15 @@ class Services:
         orders = Orders(store, verify_max_attempts=settings.verify_max_attempts,
                         verify_window=settings.verify_window,
                         conversation_ttl=settings.conversation_ttl)
-        tracking = Tracking(store, carriers, fresh_seconds=settings.tracking_fresh_seconds, clock=clock)
+        tracking = Tracking(store, carriers, fresh_seconds=settings.tracking_fresh_seconds,
+                            clock=clock, budgets=settings.carrier_budgets)
+        scheduler = Scheduler(
+            store, tracking, push=push_ready(settings.carrier_env),
+            callback_base=settings.public_base_url,
+            cadences={"demo": Cadence().scaled(1 / settings.demo_carrier_speed)},
+            stop_after_days=settings.tracking_stop_after_days,
+            delivered_grace_hours=settings.tracking_delivered_grace_hours, clock=clock)
+        orders.shipment_hooks.append(scheduler.track_shipment)
         handoff = Handoff(store, settings.business_hours, clock=clock,
                           conversation_ttl=settings.conversation_ttl)
         history = History(store, settings.history_ttl)
@@ -112,7 +123,7 @@ class Services:
                         consent=consent, limits={n: c.limits for n, c in channels.items()},
                         clock=clock)
         return cls(settings, store, session, i18n, orders, tracking, handoff, history, outbox,
-                   consent, engine, webchat, delivery, channels)
+                   consent, engine, webchat, delivery, scheduler, channels)
 
     async def pump(self, consumer: str = "pump", rounds: int = 50) -> None:
         """Process inbound and outbound queues until both are idle (demo and tests)."""

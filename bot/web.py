@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bot import carrier_hooks
 from bot.handoff import ClaimConflict
 from bot.models import Address, ChannelName
 from bot.orders import ValidationError, validate_order
@@ -326,6 +327,7 @@ def create_app(services: Services, *, personas: list[dict] | None = None) -> web
     app.router.add_post("/api/v1/agent/conversations/{cid}/reply", agent_reply)
     app.router.add_post("/api/v1/agent/conversations/{cid}/note", agent_note)
     app.router.add_post("/api/v1/agent/conversations/{cid}/release", agent_release)
+    app.router.add_routes(carrier_hooks.routes(services))
     for channel in services.channels.values():
         routes = getattr(channel, "routes", None)  # channels with webhooks declare their routes
         if routes is not None:
