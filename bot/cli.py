@@ -133,6 +133,9 @@ def main(argv: list[str] | None = None) -> None:
     imp.add_argument("file", type=Path)
     dead = sub.add_parser("dead-letters", help="list dead-lettered outbound messages")
     dead.add_argument("--replay", metavar="ENTRY_ID", help="put one back in the outbox")
+    ledger = sub.add_parser("ledger", help="show an order's notification ledger")
+    ledger.add_argument("order_id")
+    ledger.add_argument("--json", action="store_true", help="print JSON")
     sub.add_parser("check-config", help="validate the environment and exit")
     sub.add_parser("telegram-set-webhook",
                    help="register PUBLIC_BASE_URL/webhooks/telegram with the secret token")
@@ -172,5 +175,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(asyncio.run(_import(settings, _read_orders(args.file))))
     elif args.command == "telegram-set-webhook":
         raise SystemExit(_telegram_set_webhook(settings))
+    elif args.command == "ledger":
+        from bot.notify import cli_ledger
+
+        raise SystemExit(asyncio.run(cli_ledger(settings, args.order_id, as_json=args.json)))
     elif args.command == "dead-letters":
         raise SystemExit(asyncio.run(_dead(settings, args.replay)))

@@ -19,6 +19,7 @@ from bot.handoff import Handoff
 from bot.history import History
 from bot.i18n import I18n
 from bot.models import ChannelName
+from bot.notify import Notifier
 from bot.orders import Orders
 from bot.outbox import Outbox
 from bot.schedule import Cadence, Scheduler
@@ -78,6 +79,7 @@ class Services:
     webchat: WebchatChannel
     delivery: Delivery
     scheduler: Scheduler
+    notifier: Notifier
     channels: dict[ChannelName, Channel] = field(default_factory=dict)
 
     @classmethod
@@ -122,8 +124,13 @@ class Services:
                         tracking=tracking, handoff=handoff, history=history, outbox=outbox,
                         consent=consent, limits={n: c.limits for n, c in channels.items()},
                         clock=clock)
+        notifier = Notifier(store, settings, i18n, orders, outbox, consent, handoff, clock,
+                            history=history, tracking=tracking)
+        tracking.listeners.append(notifier.on_changes)
+        outbox.add_outcome_hook(notifier.on_outcome)
+        delivery.listeners.append(notifier.on_delivery)
         return cls(settings, store, session, i18n, orders, tracking, handoff, history, outbox,
-                   consent, engine, webchat, delivery, scheduler, channels)
+                   consent, engine, webchat, delivery, scheduler, notifier, channels)
 
     async def pump(self, consumer: str = "pump", rounds: int = 50) -> None:
         """Process inbound and outbound queues until both are idle (demo and tests)."""

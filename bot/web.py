@@ -17,6 +17,7 @@ from aiohttp import web
 from bot import carrier_hooks
 from bot.handoff import ClaimConflict
 from bot.models import Address, ChannelName
+from bot.notify import http_order_notifications
 from bot.orders import ValidationError, validate_order
 from bot.services import Services
 from bot.store import is_unavailable
@@ -320,6 +321,7 @@ def create_app(services: Services, *, personas: list[dict] | None = None) -> web
     app.router.add_get("/healthz", health)
     app.router.add_post("/api/v1/orders", put_order)
     app.router.add_get("/api/v1/orders/{order_id}", get_order)
+    app.router.add_get("/api/v1/orders/{order_id}/notifications", http_order_notifications)
     app.router.add_get("/api/v1/agent/queue", agent_queue)
     app.router.add_post("/api/v1/agent/shift", agent_shift)
     app.router.add_get("/api/v1/agent/conversations/{cid}", agent_conversation)

@@ -27,6 +27,7 @@ async def run_worker(services: Services, stop: asyncio.Event,
         services.engine.run(consumer_name("engine"), stop),
         services.outbox.run(consumer_name("sender"), stop),
         services.scheduler.run(stop),
+        services.notifier.run(stop),
         *[job(stop) for job in (extra or [])],
     ]
     tasks = [asyncio.create_task(coro) for coro in loops]

@@ -55,6 +55,20 @@ CONTEXTS = {
     "web/chat": {"impersonation": True, "personas": [{"phone": "+1", "name": "A", "order": "1", "locale": "en"}]},
 }
 
+NOTICE = {
+    "order_id": "1001", "handoff": True,
+    "s": dict(SHIPMENT, kind="", when=datetime(2026, 11, 22, 1, tzinfo=UTC), where="Bangkok",
+              eta_end=datetime(2026, 11, 24, 5, tzinfo=UTC), window=True,
+              previous_eta=datetime(2026, 11, 23, 1, tzinfo=UTC),
+              pickup_until=date(2026, 11, 30)),
+    "earlier": [{"kind": "shipped", "status": "in_transit", "customs": "",
+                 "when": datetime(2026, 11, 21, 1, tzinfo=UTC)},
+                {"kind": "duties_due", "status": "on_hold", "customs": "duties_due",
+                 "when": datetime(2026, 11, 21, 5, tzinfo=UTC)}],
+}
+CONTEXTS.update({f"notifications/{kind}": NOTICE for kind in (
+    "shipped", "out_for_delivery", "delivery_failed", "ready_for_pickup", "delivered", "delayed",
+    "customs_held", "duties_due", "customs_cleared", "stalled", "return_to_sender", "exception")})
 
 def template_names(i18n) -> list[str]:
     return [n.removesuffix(".j2") for n in i18n.template_names()]
