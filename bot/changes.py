@@ -58,6 +58,8 @@ class Change:
     duties: Money | None = None
     payment_url: str = ""
     pickup_location: str = ""
+    pickup_until: date | None = None
+    eta_end: datetime | None = None  # end of the delivery window, when the carrier gives one
     location: str = ""
 
 
@@ -154,6 +156,7 @@ def detect(previous: TrackingSnapshot | None, current: TrackingSnapshot, *,
     def add(kind: ChangeKind, stamp: str, occurred: datetime | None, **extra: object) -> None:
         fields: dict[str, object] = {
             "reason": current.reason, "customs": current.customs, "eta": current.eta,
+            "eta_end": current.eta_end, "pickup_until": current.pickup_until,
             "previous_eta": previous.eta if previous is not None else None,
             "location": last.location if last else "",
         }

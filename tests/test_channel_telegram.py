@@ -373,3 +373,13 @@ def test_split_text_respects_paragraphs_lines_and_surrogate_pairs() -> None:
         parts = split_text(text)
         assert all(utf16_len(p) <= 4096 for p in parts)
         assert all(p.encode("utf-16-le").decode("utf-16-le") == p for p in parts)
+
+
+async def test_urgent_news_in_quiet_hours_arrives_silently(env: Env) -> None:
+    await env.services.outbox.enqueue(note("n:quiet", 1011, "Out for delivery", content={"silent": True}))
+    await env.services.outbox.enqueue(note("n:loud", 1012, "Delivered"))
+    await env.services.outbox.process_once("t")
+    [quiet] = env.sent_to(1011)
+    [loud] = env.sent_to(1012)
+    assert quiet["disable_notification"] is True
+    assert loud.get("disable_notification") in (None, False)

@@ -299,7 +299,9 @@ class TelegramChannel:
                 for b in message.buttons[: self.limits.max_buttons]])
         try:
             bot = await self.bot()
-            sent = await bot.send_message(chat_id=chat, text=message.text, reply_markup=markup)
+            # urgent news in the customer's quiet hours arrives without a sound
+            sent = await bot.send_message(chat_id=chat, text=message.text, reply_markup=markup,
+                                          disable_notification=bool(message.content.get("silent")))
         except RetryAfter as exc:
             seconds = _retry_seconds(exc)
             raise SendError(f"Telegram flood control: retry after {seconds:g} s",
