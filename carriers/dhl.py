@@ -28,19 +28,27 @@ import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, tzinfo
 from datetime import time as clock_time
-from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import aiohttp
 
+from carriers.customs_text import (
+    BLOCKING,
+    HOLDABLE,
+    MOVED_ON,
+    PAST_CUSTOMS,
+    customs_of,
+    customs_summary,
+    money_in,
+    url_in,
+)
 from carriers.http import Response, request
 from carriers.model import (
     CarrierError,
     Credentials,
     CustomsStage,
     Limits,
-    Money,
     NumberList,
     NumberProblem,
     ProblemKind,
@@ -132,40 +140,8 @@ TEXT_RULES: tuple[tuple[str, Status, Reason], ...] = (
     (r"in transit|processed|arrived|departed|sort", Status.IN_TRANSIT, Reason.NONE),
 )
 
-# Customs appears only in free text. First match wins; (stage, reason, needs customs context).
-CUSTOMS_RULES: tuple[tuple[str, CustomsStage, Reason, bool], ...] = (
-    (r"released (?:from|by) customs|clearance (?:processing )?complete|cleared (?:through )?customs"
-     r"|customs clearance completed|zollabfertigung abgeschlossen", CustomsStage.RELEASED,
-     Reason.NONE, False),
-    (r"(?:dut(?:y|ies)|taxes)[^.]*\b(?:have been|has been|were|was) paid",
-     CustomsStage.PROCESSING, Reason.NONE, False),
-    (r"prohibited|seized|confiscat", CustomsStage.HELD, Reason.CUSTOMS_PROHIBITED, True),
-    (r"dut(?:y|ies)|import tax|customs (?:charges|fees)|taxes (?:are )?due|einfuhrabgaben",
-     CustomsStage.DUTIES_DUE, Reason.CUSTOMS_DUTIES_UNPAID, False),
-    (r"document|paperwork|invoice|information (?:is )?(?:required|needed|missing)",
-     CustomsStage.INFO_REQUIRED, Reason.CUSTOMS_DOCUMENTATION, True),
-    (r"customs inspection|inspected by customs|(?:held|detained) (?:by|in|at) customs"
-     r"|customs hold", CustomsStage.HELD, Reason.CUSTOMS_INSPECTION, False),
-    (r"customs delay|clearance delay|delayed[^.]*customs", CustomsStage.HELD,
-     Reason.CUSTOMS_DELAY, False),
-    (r"customs|clearance|\bzoll", CustomsStage.PROCESSING, Reason.NONE, False),
-)
-_CUSTOMS_CONTEXT = re.compile(r"customs|clearance|\bimport\b|dut(?:y|ies)|\bzoll", re.I)
-_BLOCKING = frozenset({CustomsStage.HELD, CustomsStage.DUTIES_DUE, CustomsStage.INFO_REQUIRED})
-_PAST_CUSTOMS = frozenset({Status.OUT_FOR_DELIVERY, Status.READY_FOR_PICKUP, Status.DELIVERED})
-_HOLDABLE = frozenset({Status.IN_TRANSIT, Status.PICKED_UP, Status.DELAYED, Status.UNKNOWN})
-# A later scan with one of these statuses (and no customs text) means customs let it go.
-_MOVED_ON = _PAST_CUSTOMS | {Status.IN_TRANSIT}
+_BLOCKING, _PAST_CUSTOMS, _HOLDABLE, _MOVED_ON = BLOCKING, PAST_CUSTOMS, HOLDABLE, MOVED_ON
 
-_CURRENCIES = ("EUR|USD|GBP|CHF|PLN|CZK|SEK|NOK|DKK|HUF|RON|BGN|JPY|CNY|HKD|SGD|AUD|CAD|NZD"
-               "|INR|TRY|ZAR|THB|IDR|MYR|AED|SAR|ILS|MXN|BRL")
-_MONEY = re.compile(
-    rf"\b(?P<c1>{_CURRENCIES})\s?(?P<a1>\d+(?:[.,]\d{{1,2}})?)"
-    rf"|(?P<a2>\d+(?:[.,]\d{{1,2}})?)\s?(?P<c2>{_CURRENCIES})\b"
-    r"|(?P<sym>[$€£])\s?(?P<a3>\d+(?:[.,]\d{1,2})?)"
-)
-_SYMBOLS = {"$": "USD", "€": "EUR", "£": "GBP"}
-_URL = re.compile(r"https?://[^\s\"'<>]+[^\s\"'<>.,;:!?)]")
 _END_OF_DAY = clock_time(23, 59, 59)
 
 
@@ -219,14 +195,14 @@ def snapshot(shipment: Mapping[str, Any], *, fetched_at: datetime | None = None,
     if current_raw is not None:
         status, reason = _classify(current_raw)
         customs_text = _text(current_raw)
-        customs, customs_reason = _customs(customs_text)
+        customs, customs_reason = customs_of(customs_text)
     elif events:
         status, reason = events[-1].status, events[-1].reason
         customs = CustomsStage.NONE
     else:
         status, reason, customs = Status.UNKNOWN, Reason.NONE, CustomsStage.NONE
     if customs is CustomsStage.NONE:
-        customs, customs_event = _customs_summary(events)
+        customs, customs_event = customs_summary(events)
         customs_text = customs_event.raw_text if customs_event else ""
         customs_reason = customs_event.reason if customs_event else Reason.NONE
     if customs in _BLOCKING and status in _PAST_CUSTOMS:
@@ -236,7 +212,7 @@ def snapshot(shipment: Mapping[str, Any], *, fetched_at: datetime | None = None,
         reason = customs_reason
         status = Status.ON_HOLD if status in _HOLDABLE else status
         if customs is CustomsStage.DUTIES_DUE:
-            duties, payment_url = _money(customs_text), _url(customs_text)
+            duties, payment_url = money_in(customs_text), url_in(customs_text)
     eta, eta_end = _eta(shipment, dest_zone)
     newest = events[-1] if events else None
     details = shipment.get("details") if isinstance(shipment.get("details"), dict) else {}
@@ -285,7 +261,7 @@ def _event(raw: Mapping[str, Any], dest_zone: tzinfo | None) -> TrackingEvent | 
     if when is None:
         return None
     status, reason = _classify(raw)
-    customs, customs_reason = _customs(_text(raw))
+    customs, customs_reason = customs_of(_text(raw))
     if customs in _BLOCKING:
         reason = customs_reason
     address = place.get("address") if isinstance(place.get("address"), dict) else {}
@@ -327,27 +303,8 @@ def _classify(raw: Mapping[str, Any]) -> tuple[Status, Reason]:
     return BASE_STATUS.get(code, Status.UNKNOWN), Reason.NONE
 
 
-def _customs(text: str) -> tuple[CustomsStage, Reason]:
-    for pattern, stage, reason, needs_context in CUSTOMS_RULES:
-        if re.search(pattern, text, re.I) and (not needs_context or _CUSTOMS_CONTEXT.search(text)):
-            return stage, reason
-    return CustomsStage.NONE, Reason.NONE
 
 
-def _customs_summary(
-    events: list[TrackingEvent],
-) -> tuple[CustomsStage, TrackingEvent | None]:
-    """The customs stage of the newest customs event; a hold is over once the parcel moved on."""
-    for index in range(len(events) - 1, -1, -1):
-        event = events[index]
-        if event.customs is CustomsStage.NONE:
-            continue
-        if event.customs is not CustomsStage.RELEASED and any(
-            e.status in _MOVED_ON for e in events[index + 1:]
-        ):
-            return CustomsStage.RELEASED, event
-        return event.customs, event
-    return CustomsStage.NONE, None
 
 
 def _freshness(snap: TrackingSnapshot) -> datetime:
@@ -402,21 +359,8 @@ def _country_zone(country: str) -> ZoneInfo | None:
     return ZoneInfo(name) if name else None
 
 
-def _money(text: str) -> Money | None:
-    m = _MONEY.search(text)
-    if not m:
-        return None
-    currency = m.group("c1") or m.group("c2") or _SYMBOLS.get(m.group("sym") or "", "")
-    amount = m.group("a1") or m.group("a2") or m.group("a3") or ""
-    try:
-        return Money(Decimal(amount.replace(",", ".")), currency)
-    except InvalidOperation:
-        return None
 
 
-def _url(text: str) -> str:
-    m = _URL.search(text)
-    return m.group(0) if m else ""
 
 
 def push_service(number: str) -> str:

@@ -24,12 +24,21 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from datetime import time as clock_time
-from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import aiohttp
 
+from carriers.customs_text import (
+    BLOCKING,
+    HOLDABLE,
+    MOVED_ON,
+    PAST_CUSTOMS,
+    customs_of,
+    customs_summary,
+    money_in,
+    url_in,
+)
 from carriers.http import Response, TokenCache, request
 from carriers.model import (
     CarrierAuthError,
@@ -37,7 +46,6 @@ from carriers.model import (
     Credentials,
     CustomsStage,
     Limits,
-    Money,
     NumberList,
     NumberProblem,
     ProblemKind,
@@ -145,39 +153,8 @@ CATEGORIES: Mapping[str, Status] = {
     "alert": Status.ON_HOLD,
 }
 
-# Customs appears only in event text. First match wins; (stage, reason, needs customs context).
-CUSTOMS_RULES: tuple[tuple[str, CustomsStage, Reason, bool], ...] = (
-    (r"released (?:from|by) customs|clearance (?:processing )?complete|cleared (?:through )?customs"
-     r"|customs clearance completed", CustomsStage.RELEASED, Reason.NONE, False),
-    (r"(?:dut(?:y|ies)|taxes)[^.]*\b(?:have been|has been|were|was) paid",
-     CustomsStage.PROCESSING, Reason.NONE, False),
-    (r"prohibited|seized|confiscat", CustomsStage.HELD, Reason.CUSTOMS_PROHIBITED, True),
-    (r"dut(?:y|ies)|import tax|customs (?:charges|fees)|taxes (?:are )?due",
-     CustomsStage.DUTIES_DUE, Reason.CUSTOMS_DUTIES_UNPAID, False),
-    (r"document|paperwork|invoice|information (?:is )?(?:required|needed|missing)",
-     CustomsStage.INFO_REQUIRED, Reason.CUSTOMS_DOCUMENTATION, True),
-    (r"customs inspection|inspected by customs|(?:held|detained) (?:by|in|at) customs"
-     r"|customs hold", CustomsStage.HELD, Reason.CUSTOMS_INSPECTION, False),
-    (r"customs delay|clearance delay|delayed[^.]*customs", CustomsStage.HELD,
-     Reason.CUSTOMS_DELAY, False),
-    (r"customs|clearance", CustomsStage.PROCESSING, Reason.NONE, False),
-)
-_CUSTOMS_CONTEXT = re.compile(r"customs|clearance|\bimport\b|dut(?:y|ies)", re.I)
-_BLOCKING = frozenset({CustomsStage.HELD, CustomsStage.DUTIES_DUE, CustomsStage.INFO_REQUIRED})
-_PAST_CUSTOMS = frozenset({Status.OUT_FOR_DELIVERY, Status.READY_FOR_PICKUP, Status.DELIVERED})
-_HOLDABLE = frozenset({Status.IN_TRANSIT, Status.PICKED_UP, Status.DELAYED, Status.UNKNOWN})
-# A later scan with one of these statuses (and no customs text) means customs let it go.
-_MOVED_ON = _PAST_CUSTOMS | {Status.IN_TRANSIT}
+_BLOCKING, _PAST_CUSTOMS, _HOLDABLE, _MOVED_ON = BLOCKING, PAST_CUSTOMS, HOLDABLE, MOVED_ON
 
-_CURRENCIES = ("USD|EUR|GBP|CAD|AUD|NZD|CHF|JPY|CNY|HKD|SGD|MXN|BRL|INR|KRW|SEK|NOK|DKK|PLN"
-               "|CZK|HUF|ZAR|ILS|TRY|THB|IDR|MYR|PHP|VND|AED|SAR")
-_MONEY = re.compile(
-    rf"\b(?P<c1>{_CURRENCIES})\s?(?P<a1>\d+(?:[.,]\d{{1,2}})?)"
-    rf"|(?P<a2>\d+(?:[.,]\d{{1,2}})?)\s?(?P<c2>{_CURRENCIES})\b"
-    r"|(?P<sym>[$€£])\s?(?P<a3>\d+(?:[.,]\d{1,2})?)"
-)
-_SYMBOLS = {"$": "USD", "€": "EUR", "£": "GBP"}
-_URL = re.compile(r"https?://[^\s\"'<>]+[^\s\"'<>.,;:!?)]")
 _CLOCK = re.compile(r"(\d{1,2})(?::(\d{2}))?\s*([ap])\.?\s?m\b", re.I)
 _OFFSET = re.compile(r"([+-]?)(\d{1,2}):?(\d{2})")
 _TAG = re.compile(r"<[^>]*>")
@@ -213,12 +190,12 @@ def snapshot(detail: Mapping[str, Any], *, fetched_at: datetime | None = None) -
         key=lambda e: e.timestamp,
     )
     status, reason = _overall(detail, events)
-    customs, customs_event = _customs_summary(events)
+    customs, customs_event = customs_summary(events)
     customs_text = customs_event.raw_text if customs_event else ""
     customs_reason = customs_event.reason if customs_event else Reason.NONE
     if customs is CustomsStage.NONE:
         customs_text = " ".join(str(detail.get(k) or "") for k in ("status", "statusSummary"))
-        customs, customs_reason = _customs(customs_text)
+        customs, customs_reason = customs_of(customs_text)
     if customs in _BLOCKING and status in _PAST_CUSTOMS:
         customs = CustomsStage.RELEASED
     duties, payment_url = None, ""
@@ -226,7 +203,7 @@ def snapshot(detail: Mapping[str, Any], *, fetched_at: datetime | None = None) -
         reason = customs_reason
         status = Status.ON_HOLD if status in _HOLDABLE else status
         if customs is CustomsStage.DUTIES_DUE:
-            duties, payment_url = _money(customs_text), _url(customs_text)
+            duties, payment_url = money_in(customs_text), url_in(customs_text)
     eta, eta_end = _eta(detail, events)
     newest = events[-1] if events else None
     return TrackingSnapshot(
@@ -269,7 +246,7 @@ def _event(raw: Mapping[str, Any]) -> TrackingEvent | None:
     text = str(raw.get("eventType") or "")
     code = str(raw.get("eventCode") or "")
     status, reason = _classify(code, text)
-    customs, customs_reason = _customs(text)
+    customs, customs_reason = customs_of(text)
     if customs in _BLOCKING:
         reason = customs_reason
     state = str(raw.get("eventState") or "").upper()
@@ -331,28 +308,8 @@ def _overall(detail: Mapping[str, Any], events: list[TrackingEvent]) -> tuple[St
     return status, reason
 
 
-def _customs(text: str) -> tuple[CustomsStage, Reason]:
-    for pattern, stage, reason, needs_context in CUSTOMS_RULES:
-        if re.search(pattern, text, re.I) and (not needs_context or _CUSTOMS_CONTEXT.search(text)):
-            return stage, reason
-    return CustomsStage.NONE, Reason.NONE
 
 
-def _customs_summary(
-    events: list[TrackingEvent],
-) -> tuple[CustomsStage, TrackingEvent | None]:
-    """The customs stage of the newest customs event; a hold is over once the parcel moved on."""
-    for index in range(len(events) - 1, -1, -1):
-        event = events[index]
-        if event.customs is CustomsStage.NONE:
-            continue
-        later = events[index + 1:]
-        if event.customs is not CustomsStage.RELEASED and any(
-            e.status in _MOVED_ON for e in later
-        ):
-            return CustomsStage.RELEASED, event
-        return event.customs, event
-    return CustomsStage.NONE, None
 
 
 def _eta(detail: Mapping[str, Any],
@@ -418,21 +375,8 @@ def _clock(value: Any) -> clock_time | None:
     return clock_time(hour, minute) if minute < 60 else None
 
 
-def _money(text: str) -> Money | None:
-    m = _MONEY.search(text)
-    if not m:
-        return None
-    currency = m.group("c1") or m.group("c2") or _SYMBOLS.get(m.group("sym") or "", "")
-    amount = m.group("a1") or m.group("a2") or m.group("a3") or ""
-    try:
-        return Money(Decimal(amount.replace(",", ".")), currency)
-    except InvalidOperation:
-        return None
 
 
-def _url(text: str) -> str:
-    m = _URL.search(text)
-    return m.group(0) if m else ""
 
 
 def _plain(value: Any) -> str:
