@@ -22,6 +22,7 @@ from bot.handoff import Handoff
 from bot.history import History
 from bot.i18n import I18n, LocaleInputs, choose_locale, current_locale, detect_language
 from bot.intents import Intent, Kind
+from bot.loop import keep_running
 from bot.models import (
     Address,
     Button,
@@ -133,20 +134,11 @@ class Engine:
 
     async def run(self, consumer: str, stop: asyncio.Event) -> None:
         """Process inbound messages until `stop`; survive Redis hiccups."""
-        down = False
-        while not stop.is_set():
-            try:
-                await self.process_once(consumer, block_ms=1000)
-                if down:
-                    log.info("engine: Redis reachable again")
-                    down = False
-            except Exception as exc:
-                if not is_unavailable(exc):
-                    raise
-                if not down:
-                    log.error("engine: Redis unavailable (%s); retrying", type(exc).__name__)
-                    down = True
-                await asyncio.sleep(1.0)
+
+        async def step() -> int:
+            return await self.process_once(consumer, block_ms=1000) or 1  # it blocks itself
+
+        await keep_running("engine", step, stop)
 
     async def handle(self, message: Message) -> None:
         """One turn, under the conversation's lock; exactly once per provider message id."""

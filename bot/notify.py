@@ -42,6 +42,7 @@ from bot.config import Settings
 from bot.consent import Consent
 from bot.handoff import Handoff
 from bot.i18n import I18n, LocaleInputs, choose_locale
+from bot.loop import keep_running
 from bot.models import (
     Address,
     Button,
@@ -1049,25 +1050,7 @@ class Notifier:
 
     async def run(self, stop: asyncio.Event, *, interval: float = 5.0) -> None:
         """Worker loop: release due deferrals until `stop`; Redis hiccups are retried."""
-        down = False
-        while not stop.is_set():
-            n = 0
-            try:
-                n = await self.release_due()
-                if down:
-                    log.info("notifier: Redis reachable again")
-                    down = False
-            except Exception as exc:
-                if not is_unavailable(exc):
-                    raise
-                if not down:
-                    log.error("notifier: Redis unavailable (%s); retrying", type(exc).__name__)
-                    down = True
-            if n == 0:
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=interval)
-                except TimeoutError:
-                    pass
+        await keep_running("notifier", self.release_due, stop, idle=interval)
 
     # ------------------------------------------------------------------ reading the ledger
     async def ledger_for_order(self, order_id: str) -> list[dict[str, Any]]:

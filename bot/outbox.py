@@ -47,8 +47,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.channels import Channel, Receipt, SendError
+from bot.loop import Outage
 from bot.models import Address, ChannelName, OutboundMessage
-from bot.store import Store, is_unavailable
+from bot.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ class Outbox:
         and retried.
         """
         lanes = _Lanes(self)
-        down = False
+        outage = Outage("outbox sender")
         try:
             while not stop.is_set():
                 try:
@@ -168,16 +169,9 @@ class Outbox:
                         continue
                     wait_ms = block_ms if lanes.in_flight == 0 else min(block_ms, 100)
                     lanes.dispatch(await self._read(consumer, room, wait_ms))
-                    if down:
-                        log.info("outbox sender: Redis reachable again")
-                        down = False
+                    outage.ok()
                 except Exception as exc:
-                    if not is_unavailable(exc):
-                        raise
-                    if not down:
-                        log.error("outbox sender: Redis unavailable (%s); retrying",
-                                  type(exc).__name__)
-                        down = True
+                    outage.failed(exc)
                     await asyncio.sleep(1.0)
             await lanes.drain()
         finally:

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 
 from bot.changes import CUSTOMS_BLOCKING
-from bot.store import Store, is_unavailable
+from bot.loop import Outage
+from bot.store import Store
 from bot.tracking import Admission, ListenerError, Tracking
 from carriers import Carrier, PushCarrier
 from carriers.model import (
@@ -407,7 +408,6 @@ class Scheduler:
             c.min_gap for c in (cadence, *self.cadences.values())).total_seconds() / 2)
         self.max_batches = max_batches
         self.clock = clock or tracking.clock
-        self._store_down = False
 
     def cadence_of(self, carrier: str) -> Cadence:
         """The cadence a carrier's shipments are checked at."""
@@ -637,6 +637,7 @@ class Scheduler:
         """
         last_reconcile = -math.inf
         loop = asyncio.get_running_loop()
+        outage = Outage("schedule")
         while not stop.is_set():
             busy = False
             try:
@@ -646,15 +647,9 @@ class Scheduler:
                         log.info("schedule: registered %d shipment(s) found on orders", added)
                     last_reconcile = loop.time()
                 busy = (await self.tick()).busy
-                if self._store_down:
-                    self._store_down = False
-                    log.info("schedule: Redis reachable again")
+                outage.ok()
             except Exception as exc:
-                if not is_unavailable(exc):
-                    raise
-                if not self._store_down:
-                    self._store_down = True
-                    log.warning("schedule: Redis unavailable (%s); retrying", exc)
+                outage.failed(exc)
             if busy:
                 await asyncio.sleep(0)
                 continue
