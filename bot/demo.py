@@ -13,7 +13,6 @@ and the 24-hour window, Telegram inline keyboards. Nothing leaves the machine.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from bot import sms
+from bot.changes import ChangeKind
 from bot.config import SUPPORTED_LOCALES, Settings
 from bot.i18n import I18n
 from bot.orders import validate_order
@@ -65,67 +65,9 @@ FIRST_PERSONA_CHAT = 710_000_001
 SANDBOX_SMS_MPS = 10.0  # the fake has no throughput limit; keep the page snappy
 MAX_ADVANCE_HOURS = 24 * 14
 
-#: WhatsApp Content templates the sandbox "approves" for proactive news, per locale: a frame
-#: around one headline per kind. Variables (templates/notifications/_variables.j2): 1 order,
-#: 2 carrier and tracking number, 3 the kind's detail, 4 link, 5 shop.
-TEMPLATE_FRAME = {
-    "en": "{{5}} · Order {{1}}\n%s ({{3}})\n{{2}}: {{4}}",
-    "hr": "{{5}} · Narudžba {{1}}\n%s ({{3}})\n{{2}}: {{4}}",
-    "id": "{{5}} · Pesanan {{1}}\n%s ({{3}})\n{{2}}: {{4}}",
-    "th": "{{5}} · คำสั่งซื้อ {{1}}\n%s ({{3}})\n{{2}}: {{4}}",
-}
-TEMPLATE_HEADLINES = {
-    "shipped": {"en": "Your parcel is on its way.", "hr": "Vaš je paket na putu.",
-                "id": "Paket Anda sedang dalam perjalanan.", "th": "พัสดุของคุณกำลังเดินทางค่ะ"},
-    "out_for_delivery": {"en": "Your parcel is out for delivery today.",
-                         "hr": "Vaš je paket danas u dostavi.",
-                         "id": "Paket Anda sedang diantar hari ini.",
-                         "th": "พัสดุของคุณกำลังออกจัดส่งวันนี้ค่ะ"},
-    "delivery_failed": {"en": "The carrier could not deliver your parcel.",
-                        "hr": "Prijevoznik nije mogao dostaviti Vaš paket.",
-                        "id": "Kurir tidak berhasil mengantar paket Anda.",
-                        "th": "บริษัทขนส่งจัดส่งพัสดุของคุณไม่สำเร็จค่ะ"},
-    "ready_for_pickup": {"en": "Your parcel is ready for pickup.",
-                         "hr": "Vaš je paket spreman za preuzimanje.",
-                         "id": "Paket Anda siap diambil.", "th": "พัสดุของคุณพร้อมให้รับแล้วค่ะ"},
-    "delivered": {"en": "Your parcel has been delivered.", "hr": "Vaš je paket dostavljen.",
-                  "id": "Paket Anda telah diantar.", "th": "พัสดุของคุณจัดส่งถึงแล้วค่ะ"},
-    "delayed": {"en": "Your parcel is delayed, sorry.", "hr": "Vaš paket kasni, ispričavamo se.",
-                "id": "Paket Anda terlambat, mohon maaf.", "th": "พัสดุของคุณล่าช้า ขออภัยค่ะ"},
-    "customs_held": {"en": "Your parcel is being held by customs.",
-                     "hr": "Vaš je paket zadržan na carini.",
-                     "id": "Paket Anda ditahan oleh bea cukai.",
-                     "th": "พัสดุของคุณถูกกักไว้ที่ศุลกากรค่ะ"},
-    "duties_due": {"en": "Customs holds your parcel until duties are paid.",
-                   "hr": "Carina zadržava Vaš paket do plaćanja carine.",
-                   "id": "Bea cukai menahan paket Anda sampai bea dibayar.",
-                   "th": "ศุลกากรกักพัสดุไว้จนกว่าจะชำระอากรค่ะ"},
-    "customs_cleared": {"en": "Your parcel has cleared customs.", "hr": "Vaš je paket ocarinjen.",
-                        "id": "Paket Anda sudah lolos bea cukai.",
-                        "th": "พัสดุของคุณผ่านศุลกากรแล้วค่ะ"},
-    "stalled": {"en": "Your parcel has had no new scan for a while.",
-                "hr": "Vaš paket već neko vrijeme nema novih skeniranja.",
-                "id": "Paket Anda sudah beberapa waktu tidak dipindai.",
-                "th": "พัสดุของคุณไม่มีการสแกนใหม่มาระยะหนึ่งแล้วค่ะ"},
-    "return_to_sender": {"en": "Your parcel is being returned to the sender.",
-                         "hr": "Vaš se paket vraća pošiljatelju.",
-                         "id": "Paket Anda sedang dikembalikan ke pengirim.",
-                         "th": "พัสดุของคุณกำลังถูกส่งคืนผู้ส่งค่ะ"},
-    "exception": {"en": "The carrier reports a problem with your parcel.",
-                  "hr": "Prijevoznik javlja problem s Vašim paketom.",
-                  "id": "Kurir melaporkan masalah dengan paket Anda.",
-                  "th": "บริษัทขนส่งแจ้งว่าพัสดุของคุณมีปัญหาค่ะ"},
-}
 #: Messages the bot may send long after the customer's last message (an agent's answer, the
-#: hand-back): outside the window they go as this variable-free template.
+#: hand-back): outside the window they go as a variable-free template.
 REPLY_TEMPLATE_KINDS = ("agent_reply", "handoff_returned")
-REPLY_TEMPLATE = {
-    "en": "You have a new message from our team. Reply to this message to read it.",
-    "hr": "Imate novu poruku od našeg tima. Odgovorite na ovu poruku da biste je pročitali.",
-    "id": "Anda punya pesan baru dari tim kami. Balas pesan ini untuk membacanya.",
-    "th": "คุณมีข้อความใหม่จากทีมงานของเรา ตอบกลับข้อความนี้เพื่ออ่านข้อความค่ะ",
-}
-
 
 def demo_orders(now: datetime) -> list[dict]:
     """Order payloads exactly as a shop would POST them."""
@@ -173,22 +115,12 @@ class DemoClock:
         return self()
 
 
-def whatsapp_template_texts() -> dict[str, str]:
-    """{"kind:locale": text} for every proactive kind the app may send outside the window."""
-    kinds: list[str] = list(REPLY_TEMPLATE_KINDS)
-    notification_kinds: list[str] = []
-    if importlib.util.find_spec("bot.notify") is not None:  # notifications: their kinds too
-        from bot.changes import ChangeKind
-
-        notification_kinds = [k.value for k in ChangeKind if k.value in TEMPLATE_HEADLINES]
-    texts = {}
-    for locale in SUPPORTED_LOCALES:
-        for kind in notification_kinds:
-            texts[f"{kind}:{locale}"] = TEMPLATE_FRAME[locale] % TEMPLATE_HEADLINES[kind][locale]
-        for kind in kinds:
-            texts[f"{kind}:{locale}"] = REPLY_TEMPLATE[locale]
-    return texts
-
+def whatsapp_template_texts(i18n: I18n) -> dict[str, str]:
+    """{"kind:locale": text} the sandbox "approves" for every kind the app may send outside the
+    window (templates/demo/whatsapp_template.j2)."""
+    kinds = [*REPLY_TEMPLATE_KINDS, *(k.value for k in ChangeKind)]
+    return {f"{kind}:{locale}": i18n.render("demo/whatsapp_template", locale, kind=kind)
+            for locale in SUPPORTED_LOCALES for kind in kinds}
 
 def _import_fakes() -> tuple[type, type]:
     """FakeTwilio and FakeTelegram from the source checkout, with their specs loaded."""
@@ -240,7 +172,8 @@ async def open_sandbox(settings: Settings, clock: Callable[[], datetime], *,
         await stack.aclose()
         raise
     public = (public or f"http://localhost:{settings.port}").rstrip("/")
-    templates = {key: twilio.add_template(text) for key, text in whatsapp_template_texts().items()}
+    templates = {key: twilio.add_template(text)
+                 for key, text in whatsapp_template_texts(I18n()).items()}
     secret = secrets.token_urlsafe(32)
     configured = replace(
         settings, public_base_url=public,

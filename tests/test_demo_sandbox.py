@@ -30,8 +30,8 @@ from aiohttp.test_utils import TestServer
 
 from bot import demo as demo_module
 from bot import sms
+from bot.changes import ChangeKind
 from bot.demo import (
-    REPLY_TEMPLATE,
     STRANGER_CHAT,
     Demo,
     DemoClock,
@@ -123,7 +123,7 @@ async def rig(store: Store, i18n: I18n, monkeypatch: pytest.MonkeyPatch) -> Asyn
 # ---------------------------------------------------------------- wiring
 
 
-async def test_the_app_channels_point_at_the_fakes(rig: Rig) -> None:
+async def test_the_app_channels_point_at_the_fakes(rig: Rig, i18n: I18n) -> None:
     settings = rig.demo.services.settings
     twilio, telegram = rig.sandbox.twilio, rig.sandbox.telegram
     assert settings.twilio_api_base_url == twilio.url and settings.telegram_api_base_url == telegram.url
@@ -139,12 +139,11 @@ async def test_the_app_channels_point_at_the_fakes(rig: Rig) -> None:
     templates = info["templates"]
     for locale in ("en", "id", "hr", "th"):
         assert f"agent_reply:{locale}" in templates
-        assert twilio.templates[templates[f"agent_reply:{locale}"]] == REPLY_TEMPLATE[locale]
-    try:
-        from bot.changes import ChangeKind
-        from bot.notify import Notifier  # noqa: F401
-    except ImportError:
-        return
+        assert twilio.templates[templates[f"agent_reply:{locale}"]] == i18n.render(
+            "demo/whatsapp_template", locale, kind="agent_reply")
+    assert twilio.templates[templates["agent_reply:hr"]].startswith("Imate novu poruku")
+    assert twilio.templates[templates["duties_due:th"]].splitlines()[1] == \
+        "ศุลกากรกักพัสดุไว้จนกว่าจะชำระอากรค่ะ"
     assert {f"{k.value}:{loc}" for k in ChangeKind for loc in ("en", "id", "hr", "th")} <= set(templates)
 
 
@@ -207,7 +206,8 @@ async def test_whatsapp_free_text_inside_the_window_and_a_template_after_it(rig:
     [late] = (await rig.inbox("whatsapp", EMILY, after=1))["messages"]
     templates = rig.demo.services.settings.whatsapp_templates
     assert (late["mode"], late["content_sid"]) == ("template", templates["agent_reply:en"])
-    assert late["text"] == REPLY_TEMPLATE["en"] and late["variables"] == {}
+    assert late["text"] == ("You have a new message from our team. Reply to this message to "
+                            "read it.") and late["variables"] == {}
 
 
 async def test_a_whatsapp_quick_reply_tap_reaches_the_engine(rig: Rig) -> None:

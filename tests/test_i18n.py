@@ -52,6 +52,7 @@ CONTEXTS = {
     "handoff_returned": {"agent": "Ana"}, "agent_reply": {"agent": "Ana", "text": "Hi"},
     "stopped": {}, "started": {}, "choices": {"choices": ["A", "B"]},
     "which_carrier": {"number": "123456789012"},
+    "demo/whatsapp_template": {"kind": "duties_due"},
     "web/chat": {"impersonation": True, "personas": [{"phone": "+1", "name": "A", "order": "1", "locale": "en"}]},
 }
 
