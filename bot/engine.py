@@ -235,13 +235,11 @@ class Engine:
         rendered = [Button(p, self.i18n.label(key, turn.locale, arg)) for p, key, arg in buttons]
         text = self.i18n.render(template, turn.locale, channel, tz=turn.tz,
                                 shop=self.settings.shop_name, **ctx)
+        text, rendered, choices = self.i18n.offer(text, rendered, turn.limits.max_buttons,
+                                                  turn.locale, channel, turn.tz)
         turn.dialog.pop("choices", None)
-        if len(rendered) > turn.limits.max_buttons:  # more choices than buttons: number them
-            choices = rendered[:9]
-            text += "\n\n" + self.i18n.render("choices", turn.locale, channel, tz=turn.tz,
-                                               choices=[b.label for b in choices])
-            turn.dialog["choices"] = {str(i + 1): b.payload for i, b in enumerate(choices)}
-            rendered = []
+        if choices:
+            turn.dialog["choices"] = choices
         idem = f"{turn.message.address.channel}:{turn.message.provider_id}:{len(turn.replies)}"
         turn.replies.append(OutboundMessage(
             idem=idem, address=turn.message.address, text=text,

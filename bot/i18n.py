@@ -30,6 +30,7 @@ from babel.numbers import format_currency
 from babel.support import NullTranslations, Translations
 
 from bot.config import SUPPORTED_LOCALES
+from bot.models import Button
 from carriers.model import Money
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -206,6 +207,18 @@ class I18n:
         env = self._envs.get(locale) or self._envs["en"]
         candidates = [f"{channel}/{template}.j2", f"{template}.j2"] if channel else [f"{template}.j2"]
         return tidy(env.select_template(candidates).render(**ctx))
+
+    def offer(self, text: str, buttons: list[Button], max_buttons: int, locale: str,
+              channel: str = "", tz: str = "UTC") -> tuple[str, list[Button], dict[str, str]]:
+        """Fit choices to a channel: as buttons when it carries that many, else numbered in the
+        text (SMS, WhatsApp without templates). Returns (text, buttons, {"1": payload, ...}) —
+        the engine keeps the numbers in the dialog so a typed "2" picks that choice."""
+        if len(buttons) <= max_buttons:
+            return text, buttons, {}
+        numbered = buttons[:9]
+        text += "\n\n" + self.render("choices", locale, channel, tz=tz,
+                                      choices=[b.label for b in numbered])
+        return text, [], {str(i + 1): b.payload for i, b in enumerate(numbered)}
 
     def label(self, key: str, locale: str, arg: str = "") -> str:
         """A button label from templates/_buttons.j2."""

@@ -838,15 +838,9 @@ class Notifier:
         text = self.i18n.render(f"notifications/{kind.value}", locale, channel.value, tz=tz, **ctx)
         limits = self._limits(channel)
         buttons = [Button(payload, self.label(key, locale)) for payload, key in BUTTONS.get(kind, ())]
-        choices: dict[str, str] = {}
         if channel is ChannelName.SMS:
             return text, [], {}  # SMS stays short: the customer can reply in words
-        if buttons and limits.max_buttons == 0:
-            text += "\n\n" + self.i18n.render("choices", locale, channel.value, tz=tz,
-                                               choices=[b.label for b in buttons])
-            choices = {str(i + 1): b.payload for i, b in enumerate(buttons)}
-            buttons = []
-        return text, buttons[: limits.max_buttons], choices
+        return self.i18n.offer(text, buttons, limits.max_buttons, locale, channel.value, tz)
 
     def label(self, key: str, locale: str) -> str:
         """A button label: shared ones from templates/_buttons.j2, ours from notifications/."""

@@ -30,10 +30,9 @@ from bot.channels.twilio import (
     retry_after_seconds,
     split_body,
     twilio_error,
-    with_choices,
 )
 from bot.delivery import DeliveryUpdate, mask
-from bot.models import Address, Button, ChannelName, OutboundMessage
+from bot.models import Address, ChannelName, OutboundMessage
 from bot.orders import validate_order
 from bot.services import Services
 from bot.store import Store
@@ -544,7 +543,7 @@ async def test_build_makes_the_configured_channels_with_their_limits(make_rig: R
     rig = await make_rig()
     sms, whatsapp = rig.sms_channel, rig.whatsapp_channel
     assert (sms.limits.max_buttons, sms.limits.per_second, sms.limits.messaging_window_hours) == (0, 50.0, 0)
-    assert (whatsapp.limits.max_buttons, whatsapp.limits.messaging_window_hours) == (3, 24)
+    assert (whatsapp.limits.max_buttons, whatsapp.limits.messaging_window_hours) == (0, 24)  # buttons come numbered in the text
     assert sms.client is whatsapp.client and sms.delivery is whatsapp.delivery
     assert sms.client.api.base_url == rig.fake.url
     assert [r.path for r in sms.routes()] == [SMS_PATH, STATUS_PATH]
@@ -599,12 +598,6 @@ def test_over_long_text_is_split_at_line_breaks() -> None:
     assert len(parts) == 2 and all(len(p) <= 1600 for p in parts)
     assert "\n".join(parts) == text
     assert split_body("short") == ["short"]
-
-
-def test_buttons_become_a_numbered_list() -> None:
-    buttons = [Button("orders", "My orders"), Button("human", "Talk to a person")]
-    assert with_choices("Hi", buttons) == "Hi\n\n1. My orders\n2. Talk to a person"
-    assert with_choices("Hi", []) == "Hi"
 
 
 async def test_no_reply_on_sms_after_stop_until_start(rig: Rig) -> None:

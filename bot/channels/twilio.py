@@ -39,8 +39,7 @@ from bot import sms
 from bot.channels import ChannelLimits, Receipt, SendError
 from bot.config import Settings
 from bot.delivery import Delivery, address_key, classify_code, mask
-from bot.intents import fold
-from bot.models import Address, Button, ChannelName, Message, OutboundMessage
+from bot.models import Address, ChannelName, Message, OutboundMessage
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -147,13 +146,6 @@ def split_body(text: str, limit: int = BODY_MAX) -> list[str]:
         rest = rest[cut:].lstrip()
     parts.append(rest)
     return parts
-
-
-def with_choices(text: str, buttons: list[Button]) -> str:
-    """Free-form WhatsApp text with its buttons as a numbered list (no Content template)."""
-    if not buttons:
-        return text
-    return text + "\n\n" + "\n".join(f"{i}. {b.label}" for i, b in enumerate(buttons, 1))
 
 
 def retry_after_seconds(raw: str | None, now: datetime) -> float | None:
@@ -295,8 +287,6 @@ class TwilioChannel:
         if message.address.channel is ChannelName.WHATSAPP:
             await self.store.set_str(self._window_key(message.address), message.received_at.isoformat(),
                                      ttl=int(WINDOW.total_seconds()))
-            if not message.payload:
-                message.payload = await self._typed_choice(message)
         if inbound.empty:
             log.info("Twilio %s %s from %s has nothing to answer", inbound.message_type or "message",
                      message.provider_id, address_key(message.address))
@@ -320,12 +310,9 @@ class TwilioChannel:
                                           address=address_of(to) if to else None)
         return _twiml()
 
-    # ---- WhatsApp window and typed choices
+    # ---- WhatsApp window
     def _window_key(self, address: Address) -> str:
         return self.k.address_state(ChannelName.WHATSAPP, address.user, "wa-window")
-
-    def _choices_key(self, address: Address) -> str:
-        return self.k.address_state(ChannelName.WHATSAPP, address.user, "wa-choices")
 
     async def window_open(self, address: Address) -> bool:
         """Whether the customer wrote on WhatsApp in the last 24 hours (free text allowed)."""
@@ -333,17 +320,6 @@ class TwilioChannel:
         if not raw:
             return False
         return self.clock() - datetime.fromisoformat(raw) < WINDOW
-
-    async def _typed_choice(self, message: Message) -> str:
-        """A typed '2' (or a button's label) after a numbered list: that button's payload."""
-        choices = await self.store.get_json(self._choices_key(message.address))
-        if not choices or not message.text.strip():
-            return ""
-        typed = fold(message.text)
-        for number, (payload, label) in choices.items():
-            if typed in (number, fold(label)):
-                return payload
-        return ""
 
     # ---- sending
     def split(self, message: OutboundMessage) -> list[OutboundMessage]:
@@ -393,17 +369,10 @@ class TwilioChannel:
 
     async def _send_free_form(self, message: OutboundMessage) -> TwilioReceipt:
         to = WHATSAPP_PREFIX + message.address.user
-        buttons = message.buttons[: self.limits.max_buttons]
         results = []
-        for i, part in enumerate(split_body(with_choices(message.text, buttons))):
+        for i, part in enumerate(split_body(message.text)):
             await self._take_tokens(1 if i else 0)
             results.append(await self._create(message, to=to, body=part))
-        if buttons:
-            await self.store.set_json(self._choices_key(message.address),
-                                      {str(i): [b.payload, b.label] for i, b in enumerate(buttons, 1)},
-                                      ttl=int(WINDOW.total_seconds()))
-        else:
-            await self.store.delete(self._choices_key(message.address))
         return TwilioReceipt(results[0].sid, results[0].status or "queued",
                              parts=tuple(r.sid for r in results[1:]))
 
@@ -417,7 +386,6 @@ class TwilioChannel:
         result = await self._create(message, to=WHATSAPP_PREFIX + message.address.user,
                                     content_sid=content_sid,
                                     content_variables=json.dumps(variables, ensure_ascii=False))
-        await self.store.delete(self._choices_key(message.address))  # a typed "1" is not for it
         return TwilioReceipt(result.sid, result.status or "queued")
 
     async def _create(self, message: OutboundMessage, **params: Any) -> Any:
@@ -500,7 +468,8 @@ def build(settings: Settings, store: Store, session: aiohttp.ClientSession,
             sender=sender, serves_status=True, **common)
     if settings.twilio_whatsapp_from:
         channels[ChannelName.WHATSAPP] = TwilioChannel(
-            ChannelName.WHATSAPP, ChannelLimits(max_text=BODY_MAX, max_buttons=3,
+            # in-session buttons need a Content template: choices come numbered in the text
+            ChannelName.WHATSAPP, ChannelLimits(max_text=BODY_MAX, max_buttons=0,
                                                 messaging_window_hours=24,
                                                 per_second=settings.twilio_whatsapp_mps),
             sender={"from_": WHATSAPP_PREFIX + settings.twilio_whatsapp_from},
