@@ -27,7 +27,7 @@ from bot.store import Store
 from bot.tracking import Tracking
 from carriers import Carrier
 from carriers.demo import DemoCarrier
-from carriers.registry import push_ready
+from carriers.registry import configured, push_ready
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +38,6 @@ def build_carriers(settings: Settings, session: aiohttp.ClientSession,
     carriers: dict[str, Carrier] = {}
     if settings.demo_carrier:
         carriers["demo"] = DemoCarrier(epoch=clock(), speed=settings.demo_carrier_speed, clock=clock)
-    try:
-        from carriers.registry import configured
-    except ImportError:
-        return carriers
     carriers.update(configured(settings.carrier_env, session))
     return carriers
 

@@ -18,6 +18,7 @@ from bot.changes import DEFAULT_STALL_AFTER, SETTLED, Change, detect
 from bot.models import snapshot_from_dict, snapshot_to_dict
 from bot.store import Store
 from carriers import Carrier
+from carriers.demo import TRACKING_URL as DEMO_TRACKING_URL
 from carriers.model import (
     CarrierError,
     NumberProblem,
@@ -25,6 +26,7 @@ from carriers.model import (
     Status,
     TrackingSnapshot,
 )
+from carriers.numbers import recognize
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +104,9 @@ class Tracking:
     def detect(self, number: str) -> list[str]:
         """Configured carriers that could own `number`, most likely first."""
         ranked: list[str] = []
-        try:
-            from carriers.numbers import recognize
-        except ImportError:  # recognition data not installed: fall back to adapters' checks
-            recognize = None  # type: ignore[assignment]
-        if recognize is not None:
-            for cand in recognize(number):
-                if cand.carrier in self.carriers and cand.carrier not in ranked:
-                    ranked.append(cand.carrier)
+        for cand in recognize(number):
+            if cand.carrier in self.carriers and cand.carrier not in ranked:
+                ranked.append(cand.carrier)
         for name, carrier in self.carriers.items():
             if name not in ranked and carrier.recognizes(number):
                 ranked.append(name)
@@ -118,13 +115,7 @@ class Tracking:
     def tracking_url(self, carrier: str, number: str) -> str:
         """The carrier's public tracking page for a number ('' when unknown)."""
         if carrier == "demo":
-            from carriers.demo import TRACKING_URL
-
-            return TRACKING_URL.format(number=number)
-        try:
-            from carriers.numbers import recognize
-        except ImportError:
-            return ""
+            return DEMO_TRACKING_URL.format(number=number)
         for cand in recognize(number):
             if cand.carrier == carrier and cand.tracking_url:
                 return cand.tracking_url
